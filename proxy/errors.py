@@ -1,0 +1,102 @@
+"""One error and drop-reason vocabulary for every core.
+
+Two classes of bad input, as in h11's Local/Remote split:
+
+* bytes from the network that cannot be used are *dropped*: codecs raise
+  :class:`ParseError` carrying a :class:`DropReason`, the core's single ingress
+  point catches it, counts the reason and returns.  Nothing from the network
+  ever raises out of a core.
+* misuse by our own code (or a bad configuration) raises :class:`ValueError`
+  or :class:`ConfigError`, which *should* propagate.
+
+Every reason is a member of :class:`DropReason` so that counters, logs, the
+status file and the tests all speak the same names.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["ProxyError", "ConfigError", "ParseError", "DropReason"]
+
+
+class ProxyError(Exception):
+    """Root of the project's own exceptions."""
+
+
+class ConfigError(ProxyError):
+    """A configuration value (file directive or flag) is invalid.
+
+    ``field`` names the directive or flag so the message can point at it.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class DropReason(enum.Enum):
+    """Why an ingress packet was not used.  Values are stable log names."""
+
+    # --- Teredo encapsulation (RFC 4380 §5.1.1) -----------------------------
+    TRUNCATED = "truncated"
+    BAD_AUTH_HEADER = "bad-auth-header"
+    BAD_ORIGIN_INDICATION = "bad-origin-indication"
+    NOT_IPV6 = "not-ipv6"
+    IPV6_TRUNCATED = "ipv6-truncated"
+
+    # --- Teredo server, RFC 4380 §5.3.1 acceptance checks, in RFC order ------
+    SERVER_NOT_TEREDO_IPV6 = "server-1-not-teredo-ipv6"
+    SERVER_NOT_BUBBLE_OR_ICMP = "server-2-not-bubble-or-icmpv6"
+    SERVER_SOURCE_NOT_GLOBAL = "server-3-ipv4-source-not-global"
+    SERVER_NO_ACCEPT_CASE = "server-7-no-acceptance-case"
+    # --- Teredo server, after acceptance ----------------------------------
+    SERVER_LOOP = "server-loop-from-own-address"
+    SERVER_LOCAL_NOT_RS = "server-local-destination-not-rs"
+    SERVER_BAD_RS = "server-bad-router-solicitation"
+    SERVER_AUTH_FAILED = "server-authentication-failed"
+    SERVER_DEST_NOT_GLOBAL = "server-destination-not-global"
+    SERVER_ICMP_TOO_BIG = "server-icmpv6-too-big"
+    SERVER_TEREDO_DEST_NOT_GLOBAL = "server-teredo-destination-not-global"
+    SERVER_NO_NATIVE = "server-no-native-ipv6"
+    SERVER_NATIVE_NOT_TEREDO = "server-native-destination-not-teredo"
+    SERVER_NATIVE_NOT_OURS = "server-native-destination-not-our-client"
+    SERVER_RATE_LIMITED = "server-rate-limited"
+
+    # --- Client / relay (RFC 4380 §5.2.3, §5.4.2) ----------------------------
+    NOT_QUALIFIED = "not-qualified"
+    LINK_LOCAL_SOURCE = "link-local-source"
+    MULTICAST_DESTINATION = "multicast-destination"
+    NOT_TEREDO_SOURCE = "not-teredo-source"
+    MAPPING_MISMATCH = "mapping-mismatch"
+    UNKNOWN_PEER = "unknown-peer"
+    PEER_TABLE_FULL = "peer-table-full"
+    QUEUE_FULL = "queue-full"
+    BAD_NONCE = "bad-nonce"
+    BAD_RA = "bad-router-advertisement"
+    NOT_FROM_SERVER = "not-from-server"
+    SOURCE_NOT_GLOBAL = "ipv4-source-not-global"
+    DESTINATION_NOT_GLOBAL = "destination-not-global"
+    NOT_OUR_PREFIX = "not-our-prefix"
+    HOP_LIMIT = "hop-limit-exceeded"
+    TOO_BIG = "too-big"
+    RATE_LIMITED = "rate-limited"
+
+    # --- IPv6 host stack -----------------------------------------------------
+    BAD_CHECKSUM = "bad-checksum"
+    BAD_HEADER = "bad-header"
+    NOT_FOR_US = "not-for-us"
+    NO_SOCKET = "no-socket"
+
+
+class ParseError(ProxyError, ValueError):
+    """A byte string from the network cannot be decoded.
+
+    Raised by codecs only; cores catch it at their ingress point.
+    """
+
+    def __init__(self, reason: DropReason, detail: str = "") -> None:
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
+        self.reason = reason
+        self.detail = detail

@@ -1,0 +1,164 @@
+"""The Teredo control messages: qualification RS/RA (RFC 4380 §5.2.1, §5.3.2).
+
+Builders return whole UDP payloads (indicators + IPv6 packet), ready for a
+driver to send, so the client and server cores never assemble headers by
+hand.  :func:`parse_router_advertisement` applies the RFC 4380 §5.2.1 RA
+validity rules and reports the first one that fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxy.constants import (
+    ALL_ROUTERS,
+    LINK_LOCAL_CONE,
+    LINK_LOCAL_RESTRICTED,
+    ND_HOP_LIMIT,
+    RA_PREFIX_LIFETIME,
+    RA_RETRANS_TIMER_MS,
+    RA_ROUTER_LIFETIME,
+    TEREDO_MTU,
+    TEREDO_PREFIX,
+    TEREDO_PREFIX_OBSOLETE,
+)
+from proxy.errors import DropReason, ParseError
+from proxy.ipstack.wire.icmpv6 import Icmpv6Type, icmpv6_checksum_ok
+from proxy.ipstack.wire.ipv6 import NextHeader
+from proxy.ipstack.wire.ndisc import PrefixInformation, RouterAdvertisement, RouterSolicitation
+from proxy.teredo.ipv4 import ipv4_from_bytes, ipv4_to_bytes
+from proxy.teredo.packet import Authentication, OriginIndication, TeredoPacket, ipv6_packet
+
+__all__ = [
+    "router_solicitation",
+    "router_advertisement",
+    "teredo_prefix",
+    "QualificationAnswer",
+    "parse_router_advertisement",
+]
+
+
+def router_solicitation(nonce: bytes, cone: bool = False, auth: Authentication | None = None) -> bytes:
+    """The UDP payload of a qualification RS (RFC 4380 §5.2.1).
+
+    The RS comes from the cone or restricted well-known link-local address,
+    goes to ff02::2 with hop limit 255, and carries an authentication
+    indicator with ``nonce`` (RFC 4380 §5.2.1; RFC 5991 makes the nonce
+    mandatory to prevent RA spoofing).  ``auth`` overrides the indicator
+    when secure qualification adds a client id and HMAC.
+    """
+    src = LINK_LOCAL_CONE if cone else LINK_LOCAL_RESTRICTED
+    icmp = RouterSolicitation().emit(src, ALL_ROUTERS)
+    ipv6 = ipv6_packet(src, ALL_ROUTERS, NextHeader.ICMPV6, icmp, ND_HOP_LIMIT)
+    indicator = auth if auth is not None else Authentication(nonce=nonce)
+    return indicator.emit() + ipv6
+
+
+def teredo_prefix(server: str, prefix: int = TEREDO_PREFIX) -> bytes:
+    """The /64 a server advertises: ``<prefix>:<server IPv4>::`` (§5.3.2)."""
+    return prefix.to_bytes(4, "big") + ipv4_to_bytes(server) + b"\0" * 8
+
+
+def router_advertisement(
+    *,
+    server: str,
+    server_link_local: bytes,
+    client_link_local: bytes,
+    origin: tuple[str, int],
+    nonce: bytes | None,
+    mtu: int = TEREDO_MTU,
+    prefix: int = TEREDO_PREFIX,
+    confirmation: int = 0,
+) -> bytes:
+    """The UDP payload of a server's RA answering an RS (RFC 4380 §5.3.2).
+
+    Contents as Miredo sends them: router lifetime 0, retrans timer 2000 ms,
+    one Prefix Information option (``<prefix>:<server>::/64``, A flag,
+    infinite lifetimes) and an MTU option; an authentication indicator
+    echoing the RS nonce when the RS had one, then the origin indication.
+    """
+    ra = RouterAdvertisement(
+        router_lifetime=RA_ROUTER_LIFETIME,
+        retrans_timer=RA_RETRANS_TIMER_MS,
+        prefixes=(PrefixInformation(teredo_prefix(server, prefix), 64, False, True,
+                                    RA_PREFIX_LIFETIME, RA_PREFIX_LIFETIME),),
+        mtu=mtu,
+    )
+    icmp = ra.emit(server_link_local, client_link_local)
+    ipv6 = ipv6_packet(server_link_local, client_link_local, NextHeader.ICMPV6, icmp, ND_HOP_LIMIT)
+    head = b""
+    if nonce is not None:
+        head = Authentication(nonce=nonce, confirmation=confirmation).emit()
+    return head + OriginIndication(*origin).emit() + ipv6
+
+
+@dataclass(frozen=True, slots=True)
+class QualificationAnswer:
+    """What a client learns from a valid RA."""
+
+    server: str
+    "Server IPv4 embedded in the advertised prefix."
+    prefix: int
+    "The 32-bit Teredo service prefix."
+    mapped: tuple[str, int]
+    "The client's public (IPv4, port), from the origin indication."
+    mtu: int
+    "The advertised link MTU (1280 when absent)."
+    cone: bool
+    "The RA was addressed to the cone link-local address."
+    nonce: bytes | None
+    "The nonce echoed by the server."
+
+
+def parse_router_advertisement(packet: TeredoPacket) -> QualificationAnswer:
+    """Apply the RA validity rules of RFC 4380 §5.2.1 in the RFC's order.
+
+    The caller has already matched the nonce and the source endpoint.
+    Raises ParseError(BAD_RA) naming the first failing rule.
+    """
+
+    def bad(why: str) -> ParseError:
+        return ParseError(DropReason.BAD_RA, why)
+
+    # "the router advertisement MUST contain an origin indication"
+    if packet.origin is None:
+        raise bad("no origin indication")
+    # "a valid router advertisement" (RFC 4861 §6.1.2)
+    if packet.next_header != NextHeader.ICMPV6:
+        raise bad("not ICMPv6 (extension headers are not expected)")
+    if packet.hop_limit != ND_HOP_LIMIT:
+        raise bad(f"hop limit {packet.hop_limit}, not 255")
+    src, dst, msg = packet.src, packet.dst, packet.payload
+    if src[:2] != b"\xfe\x80":
+        raise bad("source is not link-local")
+    if len(msg) < 16 or msg[0] != Icmpv6Type.ROUTER_ADVERTISEMENT:
+        raise bad("not a router advertisement")
+    if not icmpv6_checksum_ok(src, dst, msg):
+        raise bad("ICMPv6 checksum")
+    ra = RouterAdvertisement.parse(msg)
+    # "the destination address ... MUST be the link-local address used in the RS"
+    if dst not in (LINK_LOCAL_CONE, LINK_LOCAL_RESTRICTED):
+        raise bad("destination is not a Teredo link-local address")
+    # "the router advertisement MUST contain exactly one prefix advertisement"
+    if len(ra.prefixes) != 1:
+        raise bad(f"{len(ra.prefixes)} prefix information options")
+    pio = ra.prefixes[0]
+    # "the prefix MUST be a valid Teredo prefix": 64 bits long, ending in zeros.
+    if pio.prefix_len != 64 or pio.prefix[8:] != b"\0" * 8:
+        raise bad("prefix is not a /64")
+    pfx = int.from_bytes(pio.prefix[:4], "big")
+    if pfx == TEREDO_PREFIX_OBSOLETE:
+        pfx = TEREDO_PREFIX  # Miredo rewrites Windows XP's 3ffe:831f as 2001:0
+    if pio.prefix[0] == 0xFF:
+        raise bad("multicast prefix")
+    mtu = TEREDO_MTU if ra.mtu is None else ra.mtu
+    if not 1280 <= mtu <= 65535:
+        raise bad(f"MTU {mtu}")
+    return QualificationAnswer(
+        server=ipv4_from_bytes(pio.prefix[4:8]),
+        prefix=pfx,
+        mapped=packet.origin.endpoint,
+        mtu=mtu,
+        cone=dst == LINK_LOCAL_CONE,
+        nonce=packet.auth.nonce if packet.auth else None,
+    )

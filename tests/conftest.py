@@ -1,0 +1,26 @@
+"""Shared test configuration: seeded randomness and hypothesis profiles.
+
+Profiles: ``ci`` (default; more examples, no deadline, derandomized so a CI
+run is reproducible) and ``dev`` (fast).  Select with HYPOTHESIS_PROFILE.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", max_examples=300, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    """A seeded RNG: every test that needs randomness gets the same stream."""
+    return random.Random(0x7E2ED0)

@@ -130,3 +130,60 @@ SERVER_NATIVE_RATE = 20000.0
 SERVER_NATIVE_BURST = 2000
 #: Miredo server.c: retries of a raw send failing with an ICMP-induced errno.
 SERVER_RAW_SEND_RETRIES = 10
+
+# ---------------------------------------------------------------------------
+# IPv6 host stack (proxy/ipstack: RFC 8200, RFC 4443, RFC 5722, RFC 8201)
+# ---------------------------------------------------------------------------
+
+#: IANA "default TTL" (RFC 1700 successor registry), also Linux's
+#: net.ipv6.conf.*.hop_limit: the hop limit of every packet we originate.
+IPV6_DEFAULT_HOP_LIMIT = 64
+#: Bound on the extension headers walked in one packet.  RFC 8200 §4.1 allows
+#: each header once (Destination Options twice); anything longer is an attack.
+IPV6_MAX_EXTENSION_HEADERS = 16
+#: RFC 8200 §4.5: abandon a reassembly 60 s after its first-arriving fragment.
+REASSEMBLY_TIMEOUT = 60.0
+#: Datagrams under reassembly at once (Linux bounds by memory only; FreeBSD
+#: net.inet6.ip6.maxfragpackets scales with nmbclusters): a small host needs few.
+REASSEMBLY_MAX_DATAGRAMS = 64
+#: Fragment payload bytes buffered across all reassemblies (Linux
+#: ip6frag_high_thresh is 4 MiB; a 1280-MTU host needs far less).
+REASSEMBLY_MAX_BYTES = 1 << 20
+#: FreeBSD net.inet6.ip6.maxfragsperpacket default: fragments per datagram.
+REASSEMBLY_MAX_FRAGMENTS = 64
+#: RFC 4443 §2.4(f) token bucket for the errors we originate: rate per second
+#: and burst (Linux icmp_msgs_per_sec/icmp_msgs_burst are 1000/50; gVisor as
+#: configured by tun2socks: 1000/50).  Echo replies are not limited (Linux's
+#: default icmpv6 ratemask leaves them out).
+IPSTACK_ICMP_ERROR_RATE = 100.0
+IPSTACK_ICMP_ERROR_BURST = 50
+#: RFC 4443 §2.4(c): an error message must not exceed the minimum IPv6 MTU.
+ICMP_ERROR_MAX_PACKET = 1280
+#: RFC 8201 §4: a lowered PMTU estimate may be raised again after 10 minutes.
+PMTU_AGING = 600.0
+#: Destinations remembered in the PMTU cache (least recently updated go first).
+PMTU_CACHE_SIZE = 1024
+#: RFC 6335 §6: the dynamic/private port range used for ephemeral ports,
+#: chosen at random (RFC 6056 §3.3.1, algorithm 1).
+EPHEMERAL_PORT_MIN = 49152
+EPHEMERAL_PORT_MAX = 65535
+#: Random draws before falling back to a scan of the ephemeral range.
+EPHEMERAL_PORT_TRIES = 64
+#: Global cap on TCP connections; new SYNs beyond it get an RST
+#: (xjasonlyu/tun2socks PR #529 caps at 4096 for the same reason).
+TCP_MAX_CONNECTIONS = 4096
+#: Default and maximum listen backlog (Linux SOMAXCONN is 4096 since 5.4).
+TCP_DEFAULT_BACKLOG = 128
+TCP_MAX_BACKLOG = 4096
+#: UDP sockets open at once, and each socket's receive queue (datagrams and
+#: bytes; Linux net.core.rmem_default is 212992).
+UDP_MAX_SOCKETS = 1024
+UDP_RECV_QUEUE_DATAGRAMS = 256
+UDP_RECV_QUEUE_BYTES = 212992
+#: Largest UDP payload over IPv6 without jumbograms (65535 - 8).
+UDP_MAX_PAYLOAD = 65527
+#: Echo requests awaiting a reply (the --ping API); the oldest is forgotten.
+ECHO_MAX_OUTSTANDING = 256
+#: Interface-level events queued for the driver (datagrams, echo replies,
+#: errors); beyond it datagram events are dropped (counted as queue-full).
+INTERFACE_MAX_EVENTS = 4096

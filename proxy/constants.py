@@ -187,3 +187,82 @@ ECHO_MAX_OUTSTANDING = 256
 #: Interface-level events queued for the driver (datagrams, echo replies,
 #: errors); beyond it datagram events are dropped (counted as queue-full).
 INTERFACE_MAX_EVENTS = 4096
+
+# ---------------------------------------------------------------------------
+# TCP (RFC 9293, 7323, 2018, 6675, 6298, 5681, 6582, 5961, 1122, 6928)
+# ---------------------------------------------------------------------------
+
+#: RFC 9293 §3.7.1 / RFC 8200 §5: MSS over a 1280-byte IPv6 MTU (1280-40-20).
+TCP_MSS_IPV6_MIN = 1220
+#: RFC 9293 §3.7.1: the MSS assumed when the peer sends no MSS option
+#: (IPv6 default: 1280 - 40 - 20).
+TCP_DEFAULT_PEER_MSS = 1220
+#: RFC 9293 §3.1: fixed header length; RFC 9293 §3.1: options <= 40 bytes.
+TCP_HEADER_LEN = 20
+TCP_MAX_OPTIONS_LEN = 40
+#: RFC 7323 §2.3: the largest window shift.
+TCP_MAX_WSCALE = 14
+#: RFC 7323 §3.2: length of the timestamps option with its two NOPs.
+TCP_TS_OPTION_LEN = 12
+#: RFC 7323 §5.5: ts_recent is invalid after 24 days of idleness.
+TCP_TS_RECENT_MAX_IDLE = 24 * 86400.0
+#: RFC 7323 §5.4: timestamp clock 1 ms per tick (within 1 ms .. 1 s).
+TCP_TS_HZ = 1000
+#: RFC 2018 §3: at most 4 SACK blocks (3 when timestamps are on).
+TCP_MAX_SACK_BLOCKS = 4
+#: RFC 5681 §3.2 / RFC 6675 §2: DupThresh.
+TCP_DUPTHRESH = 3
+#: RFC 6928: initial window of 10 segments (min(10*MSS, max(2*MSS, 14600))).
+TCP_INITIAL_WINDOW_SEGMENTS = 10
+#: RFC 5681 §3.1: loss window after a retransmission timeout, in segments.
+TCP_LOSS_WINDOW_SEGMENTS = 1
+#: RFC 6298 §2.1: initial RTO; §2.4: RFC minimum (we default lower, see
+#: docs/deviations.md); §2.5: maximum (at least 60 s).
+TCP_INITIAL_RTO = 1.0
+TCP_RTO_MIN = 0.2
+TCP_RTO_MAX = 60.0
+#: RFC 6298 §5.7: RTO once data flows when the SYN had to be retransmitted.
+TCP_RTO_AFTER_SYN_TIMEOUT = 3.0
+#: RFC 6298 §4: clock granularity G (the timestamp clock: 1 ms).
+TCP_CLOCK_GRANULARITY = 0.001
+#: RFC 1122 §4.2.3.5 (R2): retransmissions of data before giving up (with
+#: the 60 s cap this is several minutes, above the 100 s minimum).
+TCP_MAX_RETRANSMITS = 12
+#: RFC 1122 §4.2.3.5: retransmissions of a SYN (Linux tcp_syn_retries = 6,
+#: about 127 s with the 1 s initial RTO).
+TCP_SYN_RETRIES = 6
+#: RFC 1122 §4.2.3.2 / RFC 5681 §4.2: delayed ACK at most 500 ms; 40 ms is
+#: Linux's minimum delayed-ACK timeout.
+TCP_DELAYED_ACK = 0.04
+#: RFC 5681 §4.2: ACK at least every second full-sized segment.
+TCP_ACK_EVERY_SEGMENTS = 2
+#: RFC 9293 §3.4.2 (MSL = 2 min) gives 240 s; Linux uses a fixed 60 s TIME-WAIT.
+TCP_TIME_WAIT = 60.0
+#: Linux tcp_fin_timeout: an orphaned (fully closed) FIN-WAIT-2 lives 60 s.
+TCP_FIN_WAIT_2_TIMEOUT = 60.0
+#: RFC 1122 §4.2.3.6: keepalive idle >= 2 h; Linux probe interval and count.
+TCP_KEEPALIVE_IDLE = 7200.0
+TCP_KEEPALIVE_INTERVAL = 75.0
+TCP_KEEPALIVE_COUNT = 9
+#: RFC 1122 §4.2.2.17: persist (zero-window probe) interval bounds.
+TCP_PERSIST_MIN = 0.2
+TCP_PERSIST_MAX = 60.0
+#: RFC 5961 §7: challenge ACKs (and ACKs answering out-of-window pure ACKs,
+#: Linux tcp_invalid_ratelimit) per connection and per interval.
+TCP_CHALLENGE_ACK_LIMIT = 10
+TCP_CHALLENGE_ACK_INTERVAL = 1.0
+#: Bound on out-of-order segments held for reassembly (bytes are bounded by
+#: the receive window already; this bounds the bookkeeping).
+TCP_MAX_OOO_SEGMENTS = 1024
+#: Bound on the sender's SACK scoreboard (disjoint SACKed ranges).
+TCP_MAX_SACK_RANGES = 256
+#: Duplicate ACKs emitted per output batch for out-of-order arrivals.
+TCP_MAX_DUPACKS_PER_FLUSH = 8
+#: Default buffers: 512 KiB send, 1 MiB receive (window scale 5).
+TCP_SEND_BUFFER = 512 * 1024
+TCP_RECV_BUFFER = 1024 * 1024
+#: Upper bound a configuration may ask for (1 GiB = 65535 << 14).
+TCP_MAX_BUFFER = 65535 << TCP_MAX_WSCALE
+#: RFC 9438 §4: CUBIC constants C and beta_cubic.
+TCP_CUBIC_C = 0.4
+TCP_CUBIC_BETA = 0.7

@@ -116,6 +116,20 @@ class DropReason(enum.Enum):
     TCP_NO_CONNECTION = "tcp-no-connection"
     EVENT_QUEUE_FULL = "event-queue-full"
 
+    # --- TCP (RFC 9293 §3.10.7 segment arrival, RFC 5961, RFC 7323) -----------
+    TCP_BAD_OPTION = "tcp-bad-option"
+    TCP_BAD_FLAGS = "tcp-bad-flags"
+    TCP_OUT_OF_WINDOW = "tcp-out-of-window"
+    TCP_PAWS = "tcp-paws-rejected"
+    TCP_NO_TIMESTAMP = "tcp-missing-timestamp"
+    TCP_BAD_ACK = "tcp-unacceptable-ack"
+    TCP_RST_CHALLENGED = "tcp-rst-challenged"
+    TCP_RST_IGNORED = "tcp-rst-ignored"
+    TCP_SYN_CHALLENGED = "tcp-syn-challenged"
+    TCP_NOT_SYNCHRONIZED = "tcp-segment-in-wrong-state"
+    TCP_OOO_FULL = "tcp-reassembly-full"
+    TCP_CLOSED = "tcp-connection-closed"
+
 
 class ParseError(ProxyError, ValueError):
     """A byte string from the network cannot be decoded.

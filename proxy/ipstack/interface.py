@@ -618,9 +618,10 @@ class Interface:
         if segs:
             hl = self.hop_limit
             pack = IPV6_HEADER.pack
+            join = b"".join
             for src, dst, seg in segs:
-                body = seg.emit(src, dst)
-                out.append(pack(_WORD, len(body), _TCP, hl, src, dst) + body)
+                head, payload = seg.emit_parts(src, dst)
+                out.append(join((pack(_WORD, len(head) + len(payload), _TCP, hl, src, dst), head, payload)))
         return out
 
     def next_event(self) -> InterfaceEvent | None:

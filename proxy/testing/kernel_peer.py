@@ -149,7 +149,10 @@ def cmd_ping(addr: str, count: str, size: str) -> None:
         data = bytes(range(256)) * (int(size) // 256 + 1)
         data = data[: int(size)]
         # the kernel fills in the ICMPv6 checksum on raw ICMPv6 sockets
-        s.sendto(struct.pack("!BBHHH", 128, 0, 0, ident, seq) + data, (addr, 0))
+        try:
+            s.sendto(struct.pack("!BBHHH", 128, 0, 0, ident, seq) + data, (addr, 0))
+        except PermissionError:  # dropped by an OUTPUT rule (the loss model)
+            continue
         start = time.monotonic()
         while True:
             try:

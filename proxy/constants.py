@@ -197,6 +197,8 @@ TCP_MSS_IPV6_MIN = 1220
 #: RFC 9293 §3.7.1: the MSS assumed when the peer sends no MSS option
 #: (IPv6 default: 1280 - 40 - 20).
 TCP_DEFAULT_PEER_MSS = 1220
+#: Linux tcp_min_snd_mss: the smallest peer MSS we honour (CVE-2019-11479).
+TCP_MIN_SND_MSS = 48
 #: RFC 9293 §3.1: fixed header length; RFC 9293 §3.1: options <= 40 bytes.
 TCP_HEADER_LEN = 20
 TCP_MAX_OPTIONS_LEN = 40
@@ -251,6 +253,8 @@ TCP_PERSIST_MAX = 60.0
 #: Linux tcp_invalid_ratelimit) per connection and per interval.
 TCP_CHALLENGE_ACK_LIMIT = 10
 TCP_CHALLENGE_ACK_INTERVAL = 1.0
+#: Pending control segments (RSTs) queued between two output calls.
+TCP_MAX_PENDING_CONTROL = 4
 #: Bound on out-of-order segments held for reassembly (bytes are bounded by
 #: the receive window already; this bounds the bookkeeping).
 TCP_MAX_OOO_SEGMENTS = 1024

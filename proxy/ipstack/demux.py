@@ -43,6 +43,7 @@ from proxy.ipstack.tcp import (
     ConnectionClosed,
     TcpConfig,
     TcpConnection,
+    reset_for,
 )
 from proxy.ipstack.wire.tcp import TcpFlags, TcpSegment
 
@@ -56,7 +57,6 @@ ConnKey = tuple[bytes, int, bytes, int]
 _RST = int(TcpFlags.RST)
 _SYN = int(TcpFlags.SYN)
 _ACK = int(TcpFlags.ACK)
-_FIN = int(TcpFlags.FIN)
 
 
 class TcpListener:
@@ -84,34 +84,6 @@ class TcpListener:
     def pending(self) -> int:
         """Connections counted against the backlog."""
         return len(self._pending)
-
-
-def _seg_len(seg: TcpSegment) -> int:
-    """SEG.LEN: payload plus one for SYN and one for FIN (RFC 9293 §3.4)."""
-    return len(seg.payload) + (1 if seg.flags & _SYN else 0) + (1 if seg.flags & _FIN else 0)
-
-
-def reset_for(seg: TcpSegment) -> TcpSegment | None:
-    """The RST answering ``seg`` when no connection exists (RFC 9293 §3.10.7.1).
-
-    "If the ACK bit is off, sequence number zero is used, <SEQ=0><ACK=SEG.SEQ+SEG.LEN>
-    <CTL=RST,ACK>; if the ACK bit is on, <SEQ=SEG.ACK><CTL=RST>."  An RST is
-    never answered.
-    """
-    if seg.flags & _RST:
-        return None
-    if seg.flags & _ACK:
-        return _segment(seg.dst_port, seg.src_port, seg.ack, 0, _RST)
-    return _segment(
-        seg.dst_port, seg.src_port, 0, (seg.seq + _seg_len(seg)) & 0xFFFFFFFF, _RST | _ACK
-    )
-
-
-def _segment(sport: int, dport: int, seq: int, ack: int, flags: int) -> TcpSegment:
-    return TcpSegment(
-        src_port=sport, dst_port=dport, seq=seq, ack=ack, flags=flags, window=0, urgent=0,
-        mss=None, wscale=None, sack_permitted=False, sack_blocks=(), timestamps=None, payload=b"",
-    )
 
 
 class TcpTable:
@@ -265,12 +237,16 @@ class TcpTable:
         listener._pending[id(conn)] = conn
         self._listener_of[id(conn)] = listener
 
-    def icmp_error(self, key: ConnKey, kind: str, now: float) -> bool:
-        """Hand an ICMPv6 error to the connection it concerns; False if none."""
+    def icmp_error(self, key: ConnKey, kind: str, now: float, quoted_seq: int | None = None) -> bool:
+        """Hand an ICMPv6 error to the connection it concerns; False if none.
+
+        ``quoted_seq`` lets the connection apply RFC 5927 §4.1 (ignore
+        errors about sequence numbers it has not sent or that are acked).
+        """
         conn = self._conns.get(key)
         if conn is None:
             return False
-        conn.icmp_error_received(kind, now)
+        conn.icmp_error_received(kind, now, quoted_seq=quoted_seq)
         self.touch(conn)
         return True
 

@@ -501,7 +501,7 @@ class Interface:
             if kind in _TCP_KINDS or kind.startswith("packet-too-big:"):
                 sport, dport = quote.ports
                 key: ConnKey = (quote.src, sport, quote.dst, dport)
-                if self._tcp.icmp_error(key, kind, now):
+                if self._tcp.icmp_error(key, kind, now, quote.tcp_seq):
                     return
             raise ParseError(DropReason.ICMP_UNMATCHED, f"TCP {kind}")
         if proto == _UDP:

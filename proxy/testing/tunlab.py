@@ -6,7 +6,8 @@ whose file descriptor our process keeps, moves the device into the
 namespace and configures it there (``KERNEL_ADDR``/64, MTU, up).  The kernel
 inside the namespace routes the /64 onto the device, so its sockets reach
 our stack at ``STACK_ADDR``; optional ``ip6tables`` ``statistic`` rules in the
-namespace drop packets at random in both directions.  The kernel side runs
+namespace drop packets at random in both directions (GSO is capped at one
+segment so that every wire packet meets the rules).  The kernel side runs
 :mod:`proxy.testing.kernel_peer` with ``ip netns exec``.
 
 Everything is removed however the lab ends: peer processes killed, the
@@ -132,6 +133,10 @@ class TunLab:
         self._ns_created = True
         _run("ip", "link", "set", self.dev, "netns", self.ns)
         self.ns_run("ip", "link", "set", "lo", "up")
+        # One segment per skb: with GSO the kernel's TCP hands 64 KiB bursts to
+        # netfilter, so the statistic loss rules would drop whole bursts and
+        # see a fraction of the packets that cross the wire.
+        self.ns_run("ip", "link", "set", self.dev, "gso_max_segs", "1", "gso_max_size", str(self.mtu))
         self.ns_run("ip", "link", "set", self.dev, "mtu", str(self.mtu), "up")
         self.ns_run("ip", "-6", "addr", "add", f"{self.kernel_addr}/64", "dev", self.dev, "nodad")
         self.interface = Interface(
@@ -154,6 +159,20 @@ class TunLab:
                     "ip6tables", "-A", chain, flag, self.dev, "-m", "statistic",
                     "--mode", "random", "--probability", f"{probability:.4f}", "-j", "DROP",
                 )
+
+    def dropped(self) -> int:
+        """Packets the loss rules dropped so far (both directions)."""
+        total = 0
+        for chain in ("INPUT", "OUTPUT"):
+            out = subprocess.run(
+                ["ip", "netns", "exec", self.ns, "ip6tables", "-L", chain, "-v", "-x", "-n"],
+                check=True, capture_output=True, text=True, timeout=30,
+            ).stdout
+            for line in out.splitlines():
+                fields = line.split()
+                if "DROP" in fields and fields[0].isdigit():
+                    total += int(fields[0])
+        return total
 
     async def peer(self, *args: str | int) -> PeerProcess:
         """Start a kernel_peer command in the namespace; returns once ready."""

@@ -136,6 +136,7 @@ async def test_bulk_stack_to_kernel(loss):
         writer.write_eof()
         res = await peer.result(300)
         assert res["bytes"] == nbytes and res["sha256"] == digest(nbytes, seed)
+        assert (lab.dropped() > 0) == (loss > 0)
         assert await asyncio.wait_for(reader.read(), 60) == b""
         writer.close()
         await writer.wait_closed()
@@ -161,6 +162,7 @@ async def test_bulk_kernel_to_stack(loss):
         await writer.wait_closed()
         res = await peer.result(120)
         assert res["sha256"] == digest(nbytes, seed)
+        assert (lab.dropped() > 0) == (loss > 0)
 
 
 @pytest.mark.parametrize("loss", [0.0, 0.05], ids=["0%", "5%"])
@@ -197,5 +199,6 @@ async def test_kernel_connects_to_our_listener_both_ways(loss):
         res = await peer.result(120)
         assert res["bytes"] == nbytes and res["sha256"] == digest(nbytes, 22)
         assert await asyncio.wait_for(done.get(), 60) == "sent"
+        assert (lab.dropped() > 0) == (loss > 0)
         s1.close()
         s2.close()

@@ -141,8 +141,8 @@ class Interface:
             (source of connections we open and of errors about multicast).
         :param mtu: link MTU (Teredo: 1280, RFC 4380 §5.1.2).
         :param hop_limit: hop limit of every packet we originate.
-        :param tcp_config: configuration of TCP connections (MSS is fitted
-            to the MTU).
+        :param tcp_config: configuration of TCP connections (its MSS is
+            lowered to fit the MTU; default: TcpConfig with MSS = MTU - 60).
         """
         self.rng = rng
         self.hop_limit = hop_limit
@@ -154,7 +154,9 @@ class Interface:
         self._pmtu = PmtuCache(mtu)
         self._icmp_bucket = TokenBucket(icmp_error_rate, icmp_error_burst)
         self._reasm = Reassembler()
-        base = tcp_config if tcp_config is not None else TcpConfig()
+        # Without an explicit configuration the MSS follows the link MTU
+        # (1220 on Teredo's 1280); an explicit one is only ever lowered.
+        base = tcp_config if tcp_config is not None else TcpConfig(mss=mtu - 60)
         self.tcp_config = TcpTable.config_for_mtu(base, mtu)
         self._tcp = TcpTable(self.tcp_config, rng, self.drops)
         self._udp = UdpTable()
@@ -190,7 +192,8 @@ class Interface:
         connections of the old address can never be reached again.
         """
         self._now = now
-        if self._addrs.pop(addr, 0) is not None:
+        if addr in self._addrs:
+            del self._addrs[addr]
             self._tcp.abort_local(addr, now)
 
     def set_addresses(self, addresses: tuple[bytes, ...] | list[bytes], now: float) -> None:

@@ -463,6 +463,9 @@ class TcpTransport(asyncio.Transport):
         self._loop = stack._loop
         self._protocol: asyncio.Protocol | None = None
         self._connected: asyncio.Future[None] = self._loop.create_future()
+        # A connect that was abandoned (cancelled) never awaits this future:
+        # mark its exception as seen so asyncio does not log it.
+        self._connected.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._buffer = bytearray()
         self._reading = True
         self._eof_seen = False

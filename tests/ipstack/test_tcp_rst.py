@@ -16,41 +16,7 @@ S = TcpState
 
 def in_state(state: TcpState, config: TcpConfig | None = None) -> Peer:
     """A DUT driven into ``state`` by a scripted peer (events drained)."""
-    p = Peer(config)
-    if state is S.SYN_RECEIVED:
-        from proxy.ipstack.tcp import TcpConnection
-
-        syn = p.syn()
-        p.use_ts = True
-        p.conn = TcpConnection.accept(p.config, syn, local=p.local, remote=p.remote, rng=p.rng,
-                                      now=p.now)
-        synack = p.recv_one()
-        p.rcv = (synack.seq + 1) & SEQ_MASK
-        p.ts_echo = synack.timestamps[0]
-        p.events()
-        return p
-    p.establish_active()
-    if state in (S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.TIME_WAIT):
-        p.dut.shutdown(p.now)
-        fin = p.recv_one()
-        assert fin.flags & FIN
-        if state in (S.FIN_WAIT_2, S.TIME_WAIT):
-            p.send(ACK)
-        if state is S.CLOSING:
-            p.send(FIN | ACK, ack=fin.seq)  # does not acknowledge our FIN
-            p.recv()
-        if state is S.TIME_WAIT:
-            p.send(FIN | ACK)
-            p.recv()
-    elif state in (S.CLOSE_WAIT, S.LAST_ACK):
-        p.send(FIN | ACK)
-        p.recv()
-        if state is S.LAST_ACK:
-            p.dut.shutdown(p.now)
-            p.recv_one()
-    assert p.dut.state is state, p.dut.state
-    p.events()
-    return p
+    return Peer(config).drive_to(state)
 
 
 SYNCHRONIZED = [S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT, S.CLOSING, S.LAST_ACK]

@@ -142,6 +142,7 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
         self._shut_wr = False  # the application called shutdown() or close()
         self._orphan = False  # the application called close(): nobody reads
         self._send_blocked = False
+        self._snd_sml = self.iss  # end of the last small segment sent (Nagle/Minshall)
 
         # --- receive sequence space ---
         self.irs = 0

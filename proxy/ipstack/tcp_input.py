@@ -137,10 +137,19 @@ class TcpInputMixin:
             self._state = S.CLOSED
             self._tw_at = None
             return
-        if st is S.SYN_RECEIVED and flags & (SYN | ACK | RST) == SYN and seq == self.irs:
-            # The peer retransmitted its SYN: our SYN-ACK was lost.
-            self._syn_due = True
-            return
+        if st is S.SYN_RECEIVED and seq == self.irs and flags & (SYN | RST) == SYN:
+            if not flags & ACK:
+                # The peer retransmitted its SYN: our SYN-ACK was lost.
+                self._syn_due = True
+                return
+            if seq_unwrap(seg.ack, self.snd_una) == self.snd_max:
+                # Simultaneous open (RFC 9293 Figure 8 line 7): the peer's
+                # SYN-ACK repeats its SYN and acknowledges ours; use it as
+                # the handshake's ACK (as Linux does), not as a new SYN.
+                seg = TcpSegment(seg.src_port, seg.dst_port, (seg.seq + 1) & SEQ_MASK, seg.ack,
+                                 ACK, seg.window, 0, None, None, False, (), seg.timestamps)
+                seq += 1
+                flags = ACK
 
         # PAWS (RFC 7323 §5.3 R1), before the sequence check.
         ts = seg.timestamps
@@ -269,9 +278,11 @@ class TcpInputMixin:
         if ack > una:
             self._new_ack(seg, ack, now)
         elif (
-            ack == una and self.snd_max > una and not seg.payload
+            ack == una and self.snd_max > una and not seg.payload and self.snd_wnd
             and not seg.flags & (SYN | FIN) and (window == self.snd_wnd or sack_new)
         ):
+            # RFC 5681 §2 (and not while the window is closed: those are
+            # answers to zero-window probes).
             self._dup_ack(now)
 
         # RFC 9293 §3.10.7.4: window update when the segment is newer.
@@ -368,6 +379,10 @@ class TcpInputMixin:
                 self._high_rxt = ack
         else:
             self._dupacks = 0
+            if self.rto.backoff and ack >= self._recover:
+                # Everything outstanding at the timeout is acknowledged:
+                # re-derive the RTO from SRTT/RTTVAR (no stale backoff).
+                self.rto.reset_backoff()
             if 2 * flight_before >= self.cc.cwnd or self._cwnd_limited:
                 # Grow only while the window is in use (RFC 7661 spirit).
                 self.cc.on_ack(acked, now, self.rto.srtt)

@@ -215,7 +215,8 @@ class TcpOutputMixin:
         if rtx is not None:
             self._rtx_seq = None
             if una <= rtx < self.snd_max:
-                n = min(pmax, self._sbuf.end - rtx)
+                sent_end = min(self._sbuf.end, self.snd_max)
+                n = min(pmax, sent_end - rtx)
                 fin = fin_seq is not None and rtx + n == fin_seq
                 self._emit(out, now, rtx, n, fin, win, ts, blocks)
                 if rtx + n + fin > self._high_rxt:
@@ -332,11 +333,14 @@ class TcpOutputMixin:
                         self._cwnd_limited = room_c < n
                         break
                 elif n < pmax and nxt >= self.snd_max and not nodelay:
-                    # Nagle (RFC 9293 §3.7.4): one small segment in flight at most.
-                    if self.snd_una < self.snd_max:
+                    # Nagle (RFC 9293 §3.7.4) in Minshall's form (as Linux):
+                    # at most one *small* segment unacknowledged.
+                    if self.snd_una < self._snd_sml:
                         break
             fin = fin_seq is not None and nxt + can == fin_seq
             self._emit(out, now, nxt, can, fin, win, ts, blocks)
+            if can < pmax:
+                self._snd_sml = nxt + can
             nxt += can + fin
             sent += can
             if fin or force:

@@ -9,7 +9,14 @@ zero; smoltcp #518: a collapsing window).  The rules:
 * the right edge never moves left (RFC 9293 §3.8.6.2.2 "shrinking the
   window is strongly discouraged"): when the free space, rounded down to a
   multiple of 2**shift, would pull the edge back, the previous edge is kept
-  and rounded *up*, accepting at most 2**shift - 1 bytes beyond the buffer;
+  and rounded *up*;
+* but the total promise (buffered bytes + window) never exceeds the buffer
+  by a rounding unit or more: rounding up is refused when it would, and the
+  edge is rounded down instead (a "shrink" by less than 2**shift, only
+  while the buffer is over-committed; the connection keeps accepting data
+  up to the largest edge it ever advertised).  Rounding up without that
+  bound lets a peer sending one byte less than each window creep the edge
+  forward by 2**shift - 1 per ACK, unboundedly;
 * receiver-side SWS avoidance (RFC 9293 §3.8.6.2.2, RFC 1122 §4.2.3.3):
   the edge only advances in steps of at least min(buffer/2, MSS).
 """
@@ -37,7 +44,9 @@ def select_window(free: int, current: int, mss: int, buffer: int, shift: int) ->
             wnd = current
     else:
         wnd = current
-    raw = (wnd + unit - 1) >> shift  # round up: the old edge stays reachable
+    raw = (wnd + unit - 1) >> shift  # round up: the old edge stays reachable ...
+    if (raw << shift) > free + unit - 1:
+        raw = wnd >> shift  # ... unless that over-commits the buffer
     return raw if raw < 0xFFFF else 0xFFFF
 
 

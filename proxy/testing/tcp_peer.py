@@ -19,7 +19,7 @@ import random
 from typing import Any
 
 from proxy.ipstack.tcp import TcpConfig, TcpConnection
-from proxy.ipstack.tcp_events import TcpEvent
+from proxy.ipstack.tcp_events import TcpEvent, TcpState
 from proxy.ipstack.wire.tcp import ACK, FIN, SEQ_MASK, SYN, TcpSegment
 
 __all__ = ["Peer", "DUT_ADDR", "PEER_ADDR", "DUT_PORT", "PEER_PORT"]
@@ -197,5 +197,44 @@ class Peer:
         self.window = syn.window
         return synack
 
-    def fin_flags(self) -> int:
-        return FIN | ACK
+    def drive_to(self, state: TcpState) -> "Peer":
+        """Create the DUT and script the peer until the DUT is in ``state``.
+
+        Events are drained.  Every state but LISTEN and CLOSED (use
+        ``abort``) is reachable.
+        """
+        S = TcpState
+        if state is S.SYN_SENT:
+            self.connect()
+        elif state is S.SYN_RECEIVED:
+            syn = self.syn()
+            self.use_ts = True
+            self.conn = TcpConnection.accept(
+                self.config, syn, local=self.local, remote=self.remote, rng=self.rng,
+                now=self.now)
+            synack = self.recv_one()
+            self.rcv = (synack.seq + 1) & SEQ_MASK
+            if synack.timestamps is not None:
+                self.ts_echo = synack.timestamps[0]
+        else:
+            self.establish_active()
+            if state in (S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.TIME_WAIT):
+                self.dut.shutdown(self.now)
+                fin = self.recv_one()
+                if state in (S.FIN_WAIT_2, S.TIME_WAIT):
+                    self.send(ACK)
+                if state is S.CLOSING:
+                    self.send(FIN | ACK, ack=fin.seq)  # ours not acknowledged yet
+                    self.recv()
+                if state is S.TIME_WAIT:
+                    self.send(FIN | ACK)
+                    self.recv()
+            elif state in (S.CLOSE_WAIT, S.LAST_ACK):
+                self.send(FIN | ACK)
+                self.recv()
+                if state is S.LAST_ACK:
+                    self.dut.shutdown(self.now)
+                    self.recv_one()
+        assert self.dut.state is state, (self.dut.state, state)
+        self.events()
+        return self

@@ -30,6 +30,7 @@ SYN beyond the global ``TCP_MAX_CONNECTIONS`` gets an RST so it fails fast.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import heapq
 import logging
 from collections import Counter
@@ -140,7 +141,7 @@ class TcpTable:
         if (local_addr, port) in self._listeners or (
             local_addr is None and any(p == port for _a, p in self._listeners)
         ) or (None, port) in self._listeners:
-            raise OSError(f"TCP port {port} already listening")
+            raise OSError(errno.EADDRINUSE, f"TCP port {port} already listening")
         listener = TcpListener(local_addr, port, max(1, min(backlog, TCP_MAX_BACKLOG)), config)
         self._listeners[(local_addr, port)] = listener
         return listener
@@ -162,7 +163,7 @@ class TcpTable:
     ) -> TcpConnection:
         """Active open (RFC 9293 §3.10.1): a SYN becomes due."""
         if len(self._conns) >= self.max_connections:
-            raise OSError("too many TCP connections")
+            raise OSError(errno.ENOBUFS, "too many TCP connections")
         raddr, rport = remote
         if local_port == 0:
             chosen = pick_ephemeral_port(
@@ -171,11 +172,11 @@ class TcpTable:
                 or (local_addr, p) in self._listeners or (None, p) in self._listeners,
             )
             if chosen is None:
-                raise OSError("no free ephemeral TCP port")
+                raise OSError(errno.EADDRNOTAVAIL, "no free ephemeral TCP port")
             local_port = chosen
         key = (local_addr, local_port, raddr, rport)
         if key in self._conns:
-            raise OSError("TCP 4-tuple already in use")
+            raise OSError(errno.EADDRINUSE, "TCP 4-tuple already in use")
         conn = TcpConnection.connect(
             config, local=(local_addr, local_port), remote=(raddr, rport), rng=self.rng, now=now
         )

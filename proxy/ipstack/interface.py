@@ -34,6 +34,7 @@ is the one deadline of the whole host (TCP timers, reassembly timeouts).
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections import Counter, deque
 
@@ -102,11 +103,6 @@ _ERROR_TYPES = frozenset(
         Icmpv6Type.PARAMETER_PROBLEM,
     }
 )
-#: The kinds a TCP connection understands (the TCP contract's list).
-_TCP_KINDS = frozenset(
-    {"unreachable-net", "unreachable-host", "unreachable-port", "admin-prohibited", "time-exceeded"}
-)
-
 
 class Interface:
     """A sans-I/O IPv6 host.  Performs no I/O.
@@ -289,6 +285,8 @@ class Interface:
         dst = packet[24:40]
         multicast = packet[24] == 0xFF
         if multicast:
+            # DEVIATION: the only groups joined are the all-nodes ones
+            # (RFC 4291 §2.8 also lists solicited-node groups, used by ND).
             if dst not in _GROUPS:
                 raise ParseError(DropReason.NOT_FOR_US, "multicast group not joined")
         elif dst not in self._addrs:
@@ -435,7 +433,7 @@ class Interface:
         :raises OSError: port in use, or no port/socket left.
         """
         if local_addr is not None and local_addr not in self._addrs:
-            raise OSError(f"{local_addr.hex()} is not one of our addresses")
+            raise OSError(errno.EADDRNOTAVAIL, f"{local_addr.hex()} is not one of our addresses")
         sock = self._udp.bind(local_addr, local_port, self.rng)
         if remote is not None:
             sock.remote = (bytes(remote[0]), remote[1])
@@ -497,8 +495,10 @@ class Interface:
         elif typ in _ERROR_TYPES:
             self._icmp_error_input(msg, src, now)
         else:
-            # RFC 4443 §2.4(b): unknown informational messages are discarded;
-            # ND (133-137) has no use on a point-to-point tunnel.
+            # RFC 4443 §2.4(b): unknown informational messages are discarded.
+            # DEVIATION: no Neighbor Discovery (RFC 4861) or MLD: RS/RA/NS/NA/
+            # Redirect (133-137) are dropped; a Teredo tunnel and a TUN
+            # device are point-to-point links without link-layer addresses.
             raise ParseError(DropReason.ICMP_IGNORED, f"ICMPv6 type {typ}")
 
     def _icmp_error_input(self, msg: memoryview, reporter: bytes, now: float) -> None:
@@ -518,11 +518,12 @@ class Interface:
             raise ParseError(DropReason.ICMP_IGNORED, f"ICMPv6 error {typ}/{code}")
         proto = quote.protocol
         if proto == _TCP:
-            if kind in _TCP_KINDS or kind.startswith("packet-too-big:"):
-                sport, dport = quote.ports
-                key: ConnKey = (quote.src, sport, quote.dst, dport)
-                if self._tcp.icmp_error(key, kind, now, quote.tcp_seq):
-                    return
+            # RFC 1122 §4.2.3.9: "TCP MUST act on an ICMP error message";
+            # the connection decides which kinds are hard (RFC 5461).
+            sport, dport = quote.ports
+            key: ConnKey = (quote.src, sport, quote.dst, dport)
+            if self._tcp.icmp_error(key, kind, now, quote.tcp_seq):
+                return
             raise ParseError(DropReason.ICMP_UNMATCHED, f"TCP {kind}")
         if proto == _UDP:
             sport, dport = quote.ports
@@ -673,11 +674,11 @@ class Interface:
     def _source(self, local_addr: bytes | None) -> bytes:
         if local_addr is not None:
             if local_addr not in self._addrs:
-                raise OSError(f"{local_addr.hex()} is not one of our addresses")
+                raise OSError(errno.EADDRNOTAVAIL, f"{local_addr.hex()} is not one of our addresses")
             return local_addr
         src = self.primary_address
         if src is None:
-            raise OSError("the interface has no address")
+            raise OSError(errno.ENETUNREACH, "the interface has no address")
         return src
 
     def _output(self, src: bytes, dst: bytes, nxt: int, payload: bytes, hop_limit: int) -> None:

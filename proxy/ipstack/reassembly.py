@@ -218,6 +218,9 @@ class Reassembler:
                     break
                 covered = max(covered, e)
             if covered >= fend:
+                # DEVIATION: RFC 5722 discards on any overlap; Errata 3089
+                # spares exact duplicates and we (like Linux and gVisor)
+                # spare subsets too: they carry no new data to disagree on.
                 raise ParseError(DropReason.FRAGMENT_DUPLICATE, f"[{fh.offset}, {fend}) already held")
             self._kill(key, dgram)
             raise ParseError(DropReason.FRAGMENT_OVERLAP, f"[{fh.offset}, {fend}) overlaps")

@@ -190,6 +190,13 @@ class Stack:
         self.packets_received_count += n
         self.flush()
 
+    def set_addresses(self, addresses: Iterable[str | bytes]) -> None:
+        """Replace our addresses (the first is the primary), e.g. after the
+        Teredo client requalified with a new mapping; connections on a
+        removed address are aborted."""
+        self.interface.set_addresses([parse_address(a) for a in addresses], self._loop.time())
+        self.schedule_flush()
+
     # ---------------------------------------------------------------- driving
 
     def schedule_flush(self) -> None:
@@ -245,7 +252,6 @@ class Stack:
 
     def close(self) -> None:
         """Abort every connection and socket, stop the timer."""
-        now = self._loop.time()
         for transport in list(self._transports.values()):
             transport.abort()
         for server in list(self._servers.values()):
@@ -255,7 +261,6 @@ class Stack:
         for fut in self._pings.values():
             if not fut.done():
                 fut.set_exception(ConnectionAbortedError("stack closed"))
-        self.interface.handle_timer(now)
         self.flush()
         self._closed = True
         if self._timer is not None:

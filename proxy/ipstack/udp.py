@@ -22,6 +22,7 @@ asyncio layer decides, like Linux, how to surface them.
 
 from __future__ import annotations
 
+import errno
 from collections import deque
 
 from proxy.constants import UDP_MAX_SOCKETS, UDP_RECV_QUEUE_BYTES, UDP_RECV_QUEUE_DATAGRAMS
@@ -115,18 +116,18 @@ class UdpTable:
             (misuse by the application: it should propagate).
         """
         if len(self._bound) >= self.max_sockets:
-            raise OSError("too many UDP sockets")
+            raise OSError(errno.ENOBUFS, "too many UDP sockets")
         if port == 0:
             chosen = pick_ephemeral_port(rng, lambda p: p in self._ports)
             if chosen is None:
-                raise OSError("no free ephemeral UDP port")
+                raise OSError(errno.EADDRNOTAVAIL, "no free ephemeral UDP port")
             port = chosen
         elif not 0 < port <= 0xFFFF:
             raise ValueError(f"port {port} out of range")
         elif (local_addr, port) in self._bound or (
             port in self._ports and (local_addr is None or (None, port) in self._bound)
         ):
-            raise OSError(f"UDP port {port} already in use")
+            raise OSError(errno.EADDRINUSE, f"UDP port {port} already in use")
         sock = UdpSocket(local_addr, port)
         self._bound[(local_addr, port)] = sock
         self._ports[port] = self._ports.get(port, 0) + 1

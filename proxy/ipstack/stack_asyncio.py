@@ -163,6 +163,9 @@ class Stack:
         self._pings: dict[tuple[bytes, int, int], asyncio.Future[float]] = {}
         self._ping_ident = interface.rng.getrandbits(16)
         self._closed = False
+        #: In a batch from the link, send what is due every this many packets
+        #: (0: only at the end of the batch).
+        self.ack_every = 64
         #: Packets handed to the link, and packets taken from it.
         self.packets_sent = 0
         self.packets_received_count = 0
@@ -180,13 +183,30 @@ class Stack:
         self.schedule_flush()
 
     def packets_received(self, packets: Iterable[bytes]) -> None:
-        """Everything the link had: feed all, then flush once."""
-        now = self._loop.time()
-        recv = self.interface.ipv6_received
+        """Everything the link had: feed all, then flush once.
+
+        Within a long batch, packets due (ACKs, mostly) are sent every
+        ``ack_every`` packets, so a sender is not left waiting for the end of
+        our batch to learn its data arrived (a full flush, with events,
+        still happens once at the end).
+        """
+        loop_time = self._loop.time
+        now = loop_time()
+        iface = self.interface
+        recv = iface.ipv6_received
+        every = self.ack_every
         n = 0
         for packet in packets:
             recv(packet, now)
             n += 1
+            if every and n % every == 0:
+                now = loop_time()
+                out = iface.ipv6_to_send(now)
+                if out:
+                    self.packets_sent += len(out)
+                    send = self.link.send
+                    for p in out:
+                        send(p)
         self.packets_received_count += n
         self.flush()
 

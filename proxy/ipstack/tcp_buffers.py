@@ -105,7 +105,8 @@ class Reassembler:
 
         Overlaps with stored segments are trimmed off the new segment, and
         stored segments it covers entirely are replaced, so the store stays
-        disjoint whatever a peer sends.
+        disjoint whatever a peer sends.  When the store is full, a segment
+        below the highest one evicts it; one above everything is dropped.
         """
         starts, store = self._starts, self._data
         end = seq + len(data)
@@ -134,7 +135,12 @@ class Reassembler:
             self._note(seq)
             return True
         if len(starts) >= self.max_segments:
-            return False
+            if i >= len(starts):
+                return False
+            # Full: keep the lower data, which unblocks delivery sooner (as
+            # Linux prunes the out-of-order queue from its tail).
+            last = starts.pop()
+            self.bytes -= len(store.pop(last))
         starts.insert(i, seq)
         store[seq] = data
         self.bytes += len(data)

@@ -166,6 +166,7 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
         self._mss = min(config.mss, self._peer_mss)  # RFC 6691 MSS (options not yet taken off)
         self._ts_len = 0
         self._max_payload = self._mss
+        self._rcv_mss_v = config.mss
         self._ts_offset = rng.getrandbits(32)  # RFC 7323 §5.4: random per connection
         self._ts_recent = 0
         self._ts_recent_at: float | None = None
@@ -286,6 +287,7 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
         self._mss = max(mss, C.TCP_MIN_SND_MSS)
         self._ts_len = C.TCP_TS_OPTION_LEN if self.ts_ok else 0
         self._max_payload = self._mss - self._ts_len
+        self._rcv_mss_v = self.config.mss - self._ts_len
         self.cc.set_smss(self._max_payload)
 
     # ------------------------------------------------------------------

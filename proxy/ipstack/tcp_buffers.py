@@ -7,11 +7,10 @@ per segment is allocated until a segment is emitted.  Acknowledged bytes are
 dropped from the front with ``del buf[:n]``, which CPython implements by
 moving the start offset (amortised O(1)), not by copying the tail.
 
-:class:`Reassembler` holds out-of-order segments for the receiver (RFC 9293
-§3.10.7.4 "seventh"): disjoint ``bytes`` keyed by start, trimmed against
-their neighbours on insertion, bounded by a segment count (the bytes are
-already bounded by the advertised window because the connection only
-stores what falls inside it).  It also answers the receiver side of SACK
+:class:`Reassembler` holds out-of-order data for the receiver (RFC 9293
+§3.10.7.4 "seventh"): disjoint runs of chunks, trimmed on insertion,
+bounded by a chunk count (the bytes are already bounded by the advertised
+window because the connection only stores what falls inside it).  It also answers the receiver side of SACK
 (RFC 2018 §4): which blocks to report, the most recently changed first.
 
 Sequence numbers here are the connection's unbounded integers (see
@@ -20,7 +19,7 @@ Sequence numbers here are the connection's unbounded integers (see
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 
 __all__ = ["SendBuffer", "Reassembler"]
 
@@ -28,22 +27,19 @@ __all__ = ["SendBuffer", "Reassembler"]
 class SendBuffer:
     """Unacknowledged plus unsent bytes, bounded by ``limit``."""
 
-    __slots__ = ("_buf", "seq", "limit")
+    __slots__ = ("_buf", "seq", "end", "limit")
 
     def __init__(self, seq: int, limit: int) -> None:
         self._buf = bytearray()
         self.seq = seq
         "Sequence number of the first byte held (SND.UNA once data flows)."
+        self.end = seq
+        "Sequence number just past the last queued byte."
         self.limit = limit
         "Capacity in bytes."
 
     def __len__(self) -> int:
         return len(self._buf)
-
-    @property
-    def end(self) -> int:
-        """Sequence number just past the last queued byte."""
-        return self.seq + len(self._buf)
 
     @property
     def space(self) -> int:
@@ -58,6 +54,7 @@ class SendBuffer:
         if len(data) > room:
             data = memoryview(data)[:room]
         self._buf += data
+        self.end += len(data)
         return len(data)
 
     def peek(self, seq: int, n: int) -> bytes:
@@ -74,72 +71,107 @@ class SendBuffer:
 
 
 class Reassembler:
-    """Out-of-order segments above RCV.NXT, disjoint, bounded in count."""
+    """Out-of-order data above RCV.NXT: disjoint runs, bounded in segment count.
 
-    __slots__ = ("_starts", "_data", "max_segments", "bytes", "_recent")
+    Data is kept as *runs*: maximal contiguous ranges, each a list of the
+    ``bytes`` chunks that arrived.  After a loss every following segment
+    lands at the end of the same run, which is an O(1) append; SACK blocks
+    are runs, so reporting them costs O(number of holes), not O(segments).
+    """
+
+    __slots__ = ("_starts", "_ends", "_chunks", "max_segments", "bytes", "count", "_recent")
 
     def __init__(self, max_segments: int) -> None:
         self._starts: list[int] = []
-        self._data: dict[int, bytes] = {}
+        self._ends: list[int] = []
+        self._chunks: list[list[bytes]] = []
         self.max_segments = max_segments
-        "Bound on stored segments (bytes are bounded by the window)."
+        "Bound on stored chunks (bytes are bounded by the window)."
         self.bytes = 0
         "Bytes stored."
+        self.count = 0
+        "Chunks stored."
         self._recent: list[int] = []
 
     def __bool__(self) -> bool:
         return bool(self._starts)
 
     def __len__(self) -> int:
-        return len(self._starts)
+        return self.count
 
     def clear(self) -> None:
         """Drop everything (connection closed)."""
         self._starts.clear()
-        self._data.clear()
+        self._ends.clear()
+        self._chunks.clear()
         self._recent.clear()
-        self.bytes = 0
+        self.bytes = self.count = 0
 
     def add(self, seq: int, data: bytes) -> bool:
         """Store ``data`` at ``seq`` (> RCV.NXT); False when it had to be dropped.
 
-        Overlaps with stored segments are trimmed off the new segment, and
-        stored segments it covers entirely are replaced, so the store stays
-        disjoint whatever a peer sends.
+        Only the parts not already held are stored, so the runs stay
+        disjoint whatever a peer sends.  When the store is full, a segment
+        below the highest data evicts the highest chunk (as Linux prunes its
+        out-of-order queue from the tail); one above everything is dropped.
         """
-        starts, store = self._starts, self._data
+        starts, ends, chunks = self._starts, self._ends, self._chunks
         end = seq + len(data)
-        i = bisect_right(starts, seq)
-        if i:
-            ps = starts[i - 1]
-            pe = ps + len(store[ps])
-            if pe >= end:
-                self._note(seq)
-                return True
-            if pe > seq:
-                data = data[pe - seq :]
-                seq = pe
-        while i < len(starts) and starts[i] < end:
-            ns = starts[i]
-            nd = store[ns]
-            if ns + len(nd) <= end:
-                del starts[i]
-                del store[ns]
-                self.bytes -= len(nd)
-            else:
-                data = data[: ns - seq]
-                end = ns
-                break
-        if not data:
+        # Runs touching [seq, end]: j = first with end >= seq, k = first with start > end.
+        j = bisect_left(ends, seq)
+        k = bisect_right(starts, end)
+        if j < k and starts[j] <= seq and ends[j] >= end:
+            self._note(seq)
+            return True  # entirely held already
+        if self.count >= self.max_segments:
+            if not starts or seq >= ends[-1]:
+                return False
+            self._evict()
+            return self.add(seq, data)
+        if j == k - 1 and ends[j] == seq:
+            # The common case: the next segment after a run.
+            chunks[j].append(data)
+            ends[j] = end
+        elif j == k:
+            starts.insert(j, seq)
+            ends.insert(j, end)
+            chunks.insert(j, [data])
+        else:
+            # Merge runs j..k-1 with the new data filling the gaps.
+            new_start = min(seq, starts[j])
+            pos = new_start
+            merged: list[bytes] = []
+            added = 0
+            for r in range(j, k):
+                if pos < starts[r]:
+                    merged.append(data[pos - seq : starts[r] - seq])
+                    added += starts[r] - pos
+                merged.extend(chunks[r])
+                pos = ends[r]
+            if pos < end:
+                merged.append(data[pos - seq :])
+                added += end - pos
+            new_end = max(end, pos)
+            starts[j:k] = [new_start]
+            ends[j:k] = [new_end]
+            chunks[j:k] = [merged]
+            self.bytes += added
+            self.count = sum(len(c) for c in chunks)
             self._note(seq)
             return True
-        if len(starts) >= self.max_segments:
-            return False
-        starts.insert(i, seq)
-        store[seq] = data
         self.bytes += len(data)
+        self.count += 1
         self._note(seq)
         return True
+
+    def _evict(self) -> None:
+        last = self._chunks[-1]
+        d = last.pop()
+        self.bytes -= len(d)
+        self.count -= 1
+        self._ends[-1] -= len(d)
+        if not last:
+            del self._starts[-1], self._ends[-1], self._chunks[-1]
 
     def _note(self, seq: int) -> None:
         """Remember ``seq`` as recently received, for SACK block order."""
@@ -150,46 +182,47 @@ class Reassembler:
         del recent[4:]
 
     def pull(self, rcv_nxt: int) -> tuple[int, list[bytes]]:
-        """Segments now in order at ``rcv_nxt``: the new RCV.NXT and the bytes."""
-        starts, store = self._starts, self._data
+        """Data now in order at ``rcv_nxt``: the new RCV.NXT and the bytes."""
+        starts = self._starts
         out: list[bytes] = []
         while starts and starts[0] <= rcv_nxt:
             s = starts.pop(0)
-            d = store.pop(s)
-            self.bytes -= len(d)
-            e = s + len(d)
-            if e > rcv_nxt:
-                out.append(d[rcv_nxt - s :] if s < rcv_nxt else d)
-                rcv_nxt = e
+            e = self._ends.pop(0)
+            run = self._chunks.pop(0)
+            self.count -= len(run)
+            self.bytes -= e - s
+            if e <= rcv_nxt:
+                continue
+            skip = rcv_nxt - s
+            for c in run:
+                if skip >= len(c):
+                    skip -= len(c)
+                    continue
+                out.append(c[skip:] if skip else c)
+                skip = 0
+            rcv_nxt = e
         return rcv_nxt, out
 
     def ranges(self) -> list[tuple[int, int]]:
         """Stored data as merged ``(start, end)`` ranges, ascending."""
-        out: list[tuple[int, int]] = []
-        store = self._data
-        for s in self._starts:
-            e = s + len(store[s])
-            if out and out[-1][1] == s:
-                out[-1] = (out[-1][0], e)
-            else:
-                out.append((s, e))
-        return out
+        return list(zip(self._starts, self._ends))
 
     def sack_blocks(self, n: int) -> list[tuple[int, int]]:
         """Up to ``n`` SACK blocks, the most recently received first (RFC 2018 §4)."""
-        if n <= 0 or not self._starts:
+        starts, ends = self._starts, self._ends
+        if n <= 0 or not starts:
             return []
-        ranges = self.ranges()
         out: list[tuple[int, int]] = []
         for seq in self._recent:
-            for r in ranges:
-                if r[0] <= seq < r[1]:
-                    if r not in out:
-                        out.append(r)
-                    break
-        for r in reversed(ranges):
+            i = bisect_right(starts, seq) - 1
+            if i >= 0 and seq < ends[i]:
+                r = (starts[i], ends[i])
+                if r not in out:
+                    out.append(r)
+        for i in range(len(starts) - 1, -1, -1):
             if len(out) >= n:
                 break
+            r = (starts[i], ends[i])
             if r not in out:
                 out.append(r)
         return out[:n]

@@ -127,7 +127,7 @@ class TcpInputMixin:
         flags = seg.flags
         st = self._state
         rcv_nxt = self.rcv_nxt
-        seq = seq_unwrap(seg.seq, rcv_nxt)
+        seq = rcv_nxt + (((seg.seq - rcv_nxt + _HALF) & SEQ_MASK) - _HALF)  # seq_unwrap
 
         if st is S.TIME_WAIT and flags & (SYN | RST | ACK) == SYN and seq > rcv_nxt:
             # RFC 6191 / RFC 9293 §3.10.7.4: a new incarnation's SYN.  We
@@ -259,7 +259,7 @@ class TcpInputMixin:
     def _in_ack(self: "TcpConnection", seg: TcpSegment, seq: int, now: float) -> bool:
         """Process SEG.ACK in a synchronized state; False when the segment is done."""
         una = self.snd_una
-        ack = seq_unwrap(seg.ack, una)
+        ack = una + (((seg.ack - una + _HALF) & SEQ_MASK) - _HALF)  # seq_unwrap
         if ack > self.snd_max:
             # RFC 9293 / RFC 5961 §5.2: acknowledges something not yet sent.
             self._drop(DropReason.TCP_BAD_ACK, seg)
@@ -497,7 +497,7 @@ class TcpInputMixin:
                         self._ack_now = True  # RFC 5681 §4.2: hole filled
                     self.rcv_nxt = rcv_nxt
                     self._signal_data()
-                    if rcv_nxt - self.rcv_wup >= 2 * self._rcv_mss():
+                    if rcv_nxt - self.rcv_wup >= 2 * self._rcv_mss_v:
                         self._ack_now = True  # RFC 5681 §4.2: every 2nd segment
                     elif not self._ack_now and self._delack_at is None:
                         if self.config.delayed_ack > 0:
@@ -521,7 +521,7 @@ class TcpInputMixin:
 
     def _rcv_mss(self: "TcpConnection") -> int:
         """Typical full segment from the peer (our MSS minus timestamps)."""
-        return self.config.mss - self._ts_len
+        return self._rcv_mss_v
 
     def _take_fin(self: "TcpConnection", now: float) -> None:
         """The peer's FIN is in order (RFC 9293 §3.10.7.4 eighth)."""

@@ -75,6 +75,13 @@ class TcpOutputMixin:
         if self._wnd_check:
             self._wnd_check = False
             self._window_update_due()
+        if not (
+            self._ack_now or self._dupacks_owed or self._keepalive_due or self._probe_due
+            or self._in_recovery or self._rtx_seq is not None
+            or self.snd_nxt < self._sbuf.end
+            or (self._fin_seq is not None and self.snd_nxt <= self._fin_seq)
+        ):
+            return out  # fast path: nothing owed, nothing queued
         win = self._window_field()
         blocks = self._sack_option() if self.sack_ok and (self._ooo or self._dsack) else _NO_OPTS
         ts = (self._tsval(now), self._ts_recent) if self.ts_ok else None

@@ -23,6 +23,7 @@ from proxy.constants import (
 from proxy.ipstack.interface import Interface
 from proxy.ipstack.wire.checksum import checksum, pseudo_header_sum
 from proxy.ipstack.wire.ipv6 import NextHeader
+from proxy.ipstack.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment
 from proxy.testing.packets import (
     addr,
     fragment_header,
@@ -122,6 +123,21 @@ def packet(draw) -> bytes:
                             draw(st.integers(0, 2000)), inner)
     if choice == 7:
         return udp_packet(src, d, 9, draw(st.sampled_from([53, 54])), body)
+    if choice == 8:  # a well-formed TCP segment: reaches listeners and connections
+        peer_port = draw(st.sampled_from([1000, 1001, 1002]))
+        seg = TcpSegment(
+            peer_port, draw(st.sampled_from([80, 80, 81])),
+            draw(st.sampled_from([0, 1, 1000, 2**32 - 1])), draw(st.integers(0, 2**32 - 1)),
+            draw(st.sampled_from([SYN, SYN, ACK, ACK | PSH, RST, FIN | ACK, SYN | ACK, RST | ACK])),
+            draw(st.integers(0, 65535)),
+            mss=draw(st.sampled_from([None, 536, 1220])),
+            wscale=draw(st.sampled_from([None, 0, 7, 14, 15])),
+            sack_permitted=draw(st.booleans()),
+            timestamps=draw(st.sampled_from([None, (1, 0), (2**32 - 1, 5)])),
+            payload=draw(st.binary(max_size=30)),
+        )
+        a = addr("2001:db8::2")
+        return ipv6(a, US, 6, seg.emit(a, US))
     plen = draw(st.integers(0, 200)) if draw(st.integers(0, 9)) == 0 else None
     return ipv6(src, d, nh, body, payload_len=plen)
 

@@ -129,7 +129,9 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
         self._active = False  # True for connect(): decides "refused" vs "reset"
 
         # --- send sequence space (RFC 9293 §3.3.1), unbounded integers ---
-        self.iss = rng.getrandbits(32)  # RFC 6528: unpredictable ISN
+        # DEVIATION (RFC 9293 §3.4.1 clock-driven ISN, RFC 6528): 32 random
+        # bits from the injected RNG; unpredictable, not monotonic per tuple.
+        self.iss = rng.getrandbits(32)
         self.snd_una = self.iss
         self.snd_nxt = self.iss
         self.snd_max = self.iss
@@ -240,8 +242,8 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
 
         The connection starts in SYN-RECEIVED with a SYN-ACK due.  ``syn``
         must be a SYN without ACK or RST (the Interface answers anything
-        else itself); data on the SYN is not acknowledged and will be
-        retransmitted by the peer.
+        else itself).  DEVIATION (RFC 9293 §3.10.7.2 says queue it): data on
+        the SYN is not acknowledged; the peer retransmits it.
         """
         if syn.flags & (SYN | ACK | RST) != SYN:
             raise ValueError(f"accept() needs a bare SYN, got {syn!r}")
@@ -541,6 +543,8 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
             return
         if kind in _HARD_ICMP and st in (S.SYN_SENT, S.SYN_RECEIVED):
             self._enter_closed(kind)
+        # DEVIATION (RFC 1122 §4.2.3.9 would abort on port unreachable):
+        # soft in synchronized states, per RFC 5461 §4 / RFC 5927 and Linux.
         elif kind in _HARD_ICMP or kind == "time-exceeded":
             self._soft_error = kind
 

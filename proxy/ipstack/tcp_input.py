@@ -228,7 +228,8 @@ class TcpInputMixin:
         if st is S.CLOSED or st is S.TIME_WAIT and not flags & FIN:
             return
 
-        # Sixth (URG) is not supported: urgent data is delivered inline
+        # Sixth (URG).  DEVIATION (RFC 9293 MUST-30/31): not supported; the
+        # urgent pointer is ignored and the bytes are delivered inline
         # (RFC 6093 §4).  Seventh and eighth: text and FIN.
         if plen or flags & FIN:
             self._process_text(seg, seq, now)
@@ -336,6 +337,7 @@ class TcpInputMixin:
         # RTT measurement: timestamps (RFC 7323 §4) or one timed segment (Karn).
         ts = seg.timestamps
         if self.ts_ok and ts is not None and ts[1]:
+            # DEVIATION (RFC 7323 Appendix G): every ACK samples, standard gains.
             self._ts_rtt_sample(ts[1], now)
         elif self._rtt_seq is not None and ack > self._rtt_seq:
             self.rto.sample(now - self._rtt_time)

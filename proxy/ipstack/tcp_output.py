@@ -340,8 +340,8 @@ class TcpOutputMixin:
                         self._cwnd_limited = room_c < n
                         break
                 elif n < pmax and nxt >= self.snd_max and not nodelay:
-                    # Nagle (RFC 9293 §3.7.4) in Minshall's form (as Linux):
-                    # at most one *small* segment unacknowledged.
+                    # Nagle (RFC 9293 §3.7.4).  DEVIATION: Minshall's form (as
+                    # Linux): at most one *small* segment unacknowledged.
                     if self.snd_una < self._snd_sml:
                         break
             fin = fin_seq is not None and nxt + can == fin_seq

@@ -50,8 +50,8 @@ challenge-ACK rate.  Events are edge-triggered (see tcp_events.py).
 from __future__ import annotations
 
 import logging
-import random
 from collections import Counter, deque
+from typing import Protocol
 
 from proxy import constants as C
 from proxy.errors import DropReason
@@ -77,6 +77,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Endpoint = tuple[bytes, int]
+
+
+class Rng(Protocol):
+    """What the machine needs from ``random.Random`` (ISN, timestamp offset).
+
+    Seeded ``random.Random`` in tests, ``random.SystemRandom()`` in production;
+    a Protocol so that this core never imports ``random`` (rule 2).
+    """
+
+    def getrandbits(self, k: int, /) -> int: ...
+
 
 S = TcpState
 #: ICMP error kinds the Interface reports (besides "packet-too-big:<mtu>").
@@ -110,7 +121,7 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
     """
 
     def __init__(
-        self, config: TcpConfig, local: Endpoint, remote: Endpoint, rng: random.Random,
+        self, config: TcpConfig, local: Endpoint, remote: Endpoint, rng: Rng,
         now: float,
     ) -> None:
         """Use :meth:`connect` or :meth:`accept`; this only zeroes the TCB."""
@@ -222,7 +233,7 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
 
     @classmethod
     def connect(
-        cls, config: TcpConfig, *, local: Endpoint, remote: Endpoint, rng: random.Random,
+        cls, config: TcpConfig, *, local: Endpoint, remote: Endpoint, rng: Rng,
         now: float,
     ) -> "TcpConnection":
         """Active open (RFC 9293 §3.10.1): SYN-SENT with a SYN due now."""
@@ -236,7 +247,7 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
     @classmethod
     def accept(
         cls, config: TcpConfig, syn: TcpSegment, *, local: Endpoint, remote: Endpoint,
-        rng: random.Random, now: float,
+        rng: Rng, now: float,
     ) -> "TcpConnection":
         """Passive open from a listener that received ``syn`` (RFC 9293 §3.10.7.2).
 

@@ -296,8 +296,12 @@ class TcpInputMixin:
                 self.max_snd_wnd = window
             if opened:
                 self._window_opened()
-            elif window == 0:
-                self._rto_at = None  # the persist timer takes over (output arms it)
+            elif window == 0 and self.snd_max > self.snd_una:
+                # The persist timer takes over from the retransmission timer
+                # (with nothing queued, output would not arm it).
+                self._rto_at = None
+                if self._persist_at is None:
+                    self._persist_at = now + self._persist_interval()
 
         st = self._state
         fin = self._fin_seq

@@ -251,7 +251,10 @@ class TcpOutputMixin:
         """Arm the persist timer when queued data cannot go and nothing else
         will wake us: zero window, or SWS-blocked with nothing in flight
         (RFC 1122 §4.2.2.17, RFC 9293 §3.8.6.2.1 override timer)."""
-        if self._pending() and (self.snd_wnd == 0 or self.snd_una >= self.snd_max):
+        pending = self._pending()
+        if (self.snd_wnd == 0 and (pending or self.snd_max > self.snd_una)) or (
+            pending and self.snd_una >= self.snd_max
+        ):
             if self._persist_at is None:
                 self._persist_at = now + self._persist_interval()
             if self.snd_wnd == 0:

@@ -218,8 +218,8 @@ TCP_DUPTHRESH = 3
 TCP_INITIAL_WINDOW_SEGMENTS = 10
 #: RFC 5681 §3.1: loss window after a retransmission timeout, in segments.
 TCP_LOSS_WINDOW_SEGMENTS = 1
-#: RFC 6298 §2.1: initial RTO; §2.4: RFC minimum (we default lower, see
-#: docs/deviations.md); §2.5: maximum (at least 60 s).
+#: RFC 6298 §2.1: initial RTO; §2.5: maximum (at least 60 s).
+#: DEVIATION: RFC 6298 §2.4 rounds the RTO up to 1 s; Linux's 200 ms here.
 TCP_INITIAL_RTO = 1.0
 TCP_RTO_MIN = 0.2
 TCP_RTO_MAX = 60.0
@@ -227,20 +227,22 @@ TCP_RTO_MAX = 60.0
 TCP_RTO_AFTER_SYN_TIMEOUT = 3.0
 #: RFC 6298 §4: clock granularity G (the timestamp clock: 1 ms).
 TCP_CLOCK_GRANULARITY = 0.001
-#: RFC 1122 §4.2.3.5 (R2): retransmissions of data before giving up (with
-#: the 60 s cap this is several minutes, above the 100 s minimum).
+#: RFC 1122 §4.2.3.5 (R2): retransmissions of data before giving up.
+#: DEVIATION: a count, not a time (with the 60 s cap: several minutes, above
+#: the 100 s minimum).
 TCP_MAX_RETRANSMITS = 12
-#: RFC 1122 §4.2.3.5: retransmissions of a SYN (Linux tcp_syn_retries = 6,
-#: about 127 s with the 1 s initial RTO).
+#: RFC 1122 §4.2.3.5: retransmissions of a SYN.  DEVIATION: the RFC asks for
+#: at least 3 minutes; Linux's tcp_syn_retries = 6 gives about 127 s.
 TCP_SYN_RETRIES = 6
 #: RFC 1122 §4.2.3.2 / RFC 5681 §4.2: delayed ACK at most 500 ms; 40 ms is
 #: Linux's minimum delayed-ACK timeout.
 TCP_DELAYED_ACK = 0.04
 #: RFC 5681 §4.2: ACK at least every second full-sized segment.
 TCP_ACK_EVERY_SEGMENTS = 2
-#: RFC 9293 §3.4.2 (MSL = 2 min) gives 240 s; Linux uses a fixed 60 s TIME-WAIT.
+#: DEVIATION: RFC 9293 §3.4.2 (MSL = 2 min) gives 240 s; Linux's fixed 60 s TIME-WAIT.
 TCP_TIME_WAIT = 60.0
-#: Linux tcp_fin_timeout: an orphaned (fully closed) FIN-WAIT-2 lives 60 s.
+#: DEVIATION (not in RFC 9293; Linux tcp_fin_timeout): an orphaned (fully
+#: closed) FIN-WAIT-2 lives 60 s.
 TCP_FIN_WAIT_2_TIMEOUT = 60.0
 #: RFC 1122 §4.2.3.6: keepalive idle >= 2 h; Linux probe interval and count.
 TCP_KEEPALIVE_IDLE = 7200.0

@@ -50,8 +50,8 @@ challenge-ACK rate.  Events are edge-triggered (see tcp_events.py).
 from __future__ import annotations
 
 import logging
-import random
 from collections import Counter, deque
+from typing import Protocol
 
 from proxy import constants as C
 from proxy.errors import DropReason
@@ -77,6 +77,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Endpoint = tuple[bytes, int]
+
+
+class Rng(Protocol):
+    """What the machine needs from ``random.Random`` (ISN, timestamp offset).
+
+    Seeded ``random.Random`` in tests, ``random.SystemRandom()`` in production;
+    a Protocol so that this core never imports ``random`` (rule 2).
+    """
+
+    def getrandbits(self, k: int, /) -> int: ...
+
 
 S = TcpState
 #: ICMP error kinds the Interface reports (besides "packet-too-big:<mtu>").
@@ -110,7 +121,7 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
     """
 
     def __init__(
-        self, config: TcpConfig, local: Endpoint, remote: Endpoint, rng: random.Random,
+        self, config: TcpConfig, local: Endpoint, remote: Endpoint, rng: Rng,
         now: float,
     ) -> None:
         """Use :meth:`connect` or :meth:`accept`; this only zeroes the TCB."""
@@ -129,7 +140,9 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
         self._active = False  # True for connect(): decides "refused" vs "reset"
 
         # --- send sequence space (RFC 9293 §3.3.1), unbounded integers ---
-        self.iss = rng.getrandbits(32)  # RFC 6528: unpredictable ISN
+        # DEVIATION (RFC 9293 §3.4.1 clock-driven ISN, RFC 6528): 32 random
+        # bits from the injected RNG; unpredictable, not monotonic per tuple.
+        self.iss = rng.getrandbits(32)
         self.snd_una = self.iss
         self.snd_nxt = self.iss
         self.snd_max = self.iss
@@ -220,7 +233,7 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
 
     @classmethod
     def connect(
-        cls, config: TcpConfig, *, local: Endpoint, remote: Endpoint, rng: random.Random,
+        cls, config: TcpConfig, *, local: Endpoint, remote: Endpoint, rng: Rng,
         now: float,
     ) -> "TcpConnection":
         """Active open (RFC 9293 §3.10.1): SYN-SENT with a SYN due now."""
@@ -234,14 +247,14 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
     @classmethod
     def accept(
         cls, config: TcpConfig, syn: TcpSegment, *, local: Endpoint, remote: Endpoint,
-        rng: random.Random, now: float,
+        rng: Rng, now: float,
     ) -> "TcpConnection":
         """Passive open from a listener that received ``syn`` (RFC 9293 §3.10.7.2).
 
         The connection starts in SYN-RECEIVED with a SYN-ACK due.  ``syn``
         must be a SYN without ACK or RST (the Interface answers anything
-        else itself); data on the SYN is not acknowledged and will be
-        retransmitted by the peer.
+        else itself).  DEVIATION (RFC 9293 §3.10.7.2 says queue it): data on
+        the SYN is not acknowledged; the peer retransmits it.
         """
         if syn.flags & (SYN | ACK | RST) != SYN:
             raise ValueError(f"accept() needs a bare SYN, got {syn!r}")
@@ -541,6 +554,8 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
             return
         if kind in _HARD_ICMP and st in (S.SYN_SENT, S.SYN_RECEIVED):
             self._enter_closed(kind)
+        # DEVIATION (RFC 1122 §4.2.3.9 would abort on port unreachable):
+        # soft in synchronized states, per RFC 5461 §4 / RFC 5927 and Linux.
         elif kind in _HARD_ICMP or kind == "time-exceeded":
             self._soft_error = kind
 

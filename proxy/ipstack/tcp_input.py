@@ -228,7 +228,8 @@ class TcpInputMixin:
         if st is S.CLOSED or st is S.TIME_WAIT and not flags & FIN:
             return
 
-        # Sixth (URG) is not supported: urgent data is delivered inline
+        # Sixth (URG).  DEVIATION (RFC 9293 MUST-30/31): not supported; the
+        # urgent pointer is ignored and the bytes are delivered inline
         # (RFC 6093 §4).  Seventh and eighth: text and FIN.
         if plen or flags & FIN:
             self._process_text(seg, seq, now)
@@ -295,8 +296,12 @@ class TcpInputMixin:
                 self.max_snd_wnd = window
             if opened:
                 self._window_opened()
-            elif window == 0:
-                self._rto_at = None  # the persist timer takes over (output arms it)
+            elif window == 0 and self.snd_max > self.snd_una:
+                # The persist timer takes over from the retransmission timer
+                # (with nothing queued, output would not arm it).
+                self._rto_at = None
+                if self._persist_at is None:
+                    self._persist_at = now + self._persist_interval()
 
         st = self._state
         fin = self._fin_seq
@@ -336,6 +341,7 @@ class TcpInputMixin:
         # RTT measurement: timestamps (RFC 7323 §4) or one timed segment (Karn).
         ts = seg.timestamps
         if self.ts_ok and ts is not None and ts[1]:
+            # DEVIATION (RFC 7323 Appendix G): every ACK samples, standard gains.
             self._ts_rtt_sample(ts[1], now)
         elif self._rtt_seq is not None and ack > self._rtt_seq:
             self.rto.sample(now - self._rtt_time)

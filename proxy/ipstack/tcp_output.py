@@ -251,7 +251,10 @@ class TcpOutputMixin:
         """Arm the persist timer when queued data cannot go and nothing else
         will wake us: zero window, or SWS-blocked with nothing in flight
         (RFC 1122 §4.2.2.17, RFC 9293 §3.8.6.2.1 override timer)."""
-        if self._pending() and (self.snd_wnd == 0 or self.snd_una >= self.snd_max):
+        pending = self._pending()
+        if (self.snd_wnd == 0 and (pending or self.snd_max > self.snd_una)) or (
+            pending and self.snd_una >= self.snd_max
+        ):
             if self._persist_at is None:
                 self._persist_at = now + self._persist_interval()
             if self.snd_wnd == 0:
@@ -340,8 +343,8 @@ class TcpOutputMixin:
                         self._cwnd_limited = room_c < n
                         break
                 elif n < pmax and nxt >= self.snd_max and not nodelay:
-                    # Nagle (RFC 9293 §3.7.4) in Minshall's form (as Linux):
-                    # at most one *small* segment unacknowledged.
+                    # Nagle (RFC 9293 §3.7.4).  DEVIATION: Minshall's form (as
+                    # Linux): at most one *small* segment unacknowledged.
                     if self.snd_una < self._snd_sml:
                         break
             fin = fin_seq is not None and nxt + can == fin_seq

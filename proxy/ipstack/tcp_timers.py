@@ -79,6 +79,7 @@ class TcpTimerMixin:
         if self._fw2_at is not None and now >= self._fw2_at:
             self._fw2_at = None
             if self._state is S.FIN_WAIT_2:
+                # DEVIATION (Linux tcp_fin_timeout; no such timer in RFC 9293).
                 self._queue_control(self._rst(self.snd_nxt))
                 self._enter_closed("timeout")
 
@@ -117,6 +118,8 @@ class TcpTimerMixin:
         self._rtx_seq = None
         if self._retransmits > 1:
             # RFC 2018 §8: the receiver may have reneged; stop trusting SACKs.
+            # DEVIATION: only from the second consecutive timeout (the first
+            # go-back-N skips SACKed ranges, as Linux).
             self.scoreboard.clear()
         self._high_rxt = self.snd_una
         self.snd_nxt = self.snd_una

@@ -46,6 +46,8 @@ def select_window(free: int, current: int, mss: int, buffer: int, shift: int) ->
         wnd = current
     raw = (wnd + unit - 1) >> shift  # round up: the old edge stays reachable ...
     if (raw << shift) > free + unit - 1:
+        # DEVIATION (RFC 9293 §3.8.6.2.2): a shrink by < 2**shift, only while
+        # over-committed; data up to the old edge is still accepted.
         raw = wnd >> shift  # ... unless that over-commits the buffer
     return raw if raw < 0xFFFF else 0xFFFF
 

@@ -350,6 +350,23 @@ def test_unanswered_zero_window_probes_time_out() -> None:
     assert ConnectionClosed("timeout") in p.events()
 
 
+def test_zero_window_with_unacked_data_and_nothing_queued() -> None:
+    """The window closes while data is unacknowledged and nothing else is
+    queued: the persist timer must still probe (a lost window update would
+    otherwise deadlock both ends)."""
+    p = established()
+    p.dut.send(b"a" * 3000)
+    segs = p.recv()
+    p.send(ACK, ack=segs[0].seq + MSS, window=0)  # first segment in, window closed
+    p.recv_nothing()
+    assert p.dut.poll_at() is not None
+    p.to_deadline()
+    probe = p.recv_one()
+    assert probe.seq == (segs[0].seq + MSS) & SEQ_MASK and len(probe.payload) == 1
+    p.send(ACK, ack=segs[0].seq + MSS, window=100)  # reopened
+    assert p.recv()[0].seq == (segs[0].seq + MSS) & SEQ_MASK
+
+
 def test_zero_window_with_only_fin_pending() -> None:
     p = established()
     p.send(ACK, window=0)

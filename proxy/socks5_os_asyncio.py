@@ -18,6 +18,7 @@ from proxy.constants import SOCKS_MAX_ADDRESS_ATTEMPTS, SOCKS_RELAY_HIGH_WATER, 
 from proxy.socks5_address import Address, AddressType
 from proxy.socks5_connector import (
     HostUnreachable,
+    Resolver,
     SocksError,
     TcpChannel,
     error_for_rep,
@@ -102,7 +103,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 class OsUdpEndpoint:
     """Outbound UDP for one association: one socket per family, made on first use."""
 
-    def __init__(self, resolver: OsResolver, queue_size: int = SOCKS_UDP_QUEUE) -> None:
+    def __init__(self, resolver: Resolver, queue_size: int = SOCKS_UDP_QUEUE) -> None:
         self._resolver = resolver
         self._queue: asyncio.Queue[tuple[bytes, Address]] = asyncio.Queue(queue_size)
         self._transports: dict[int, asyncio.DatagramTransport] = {}
@@ -153,12 +154,12 @@ class OsUdpEndpoint:
 class OsConnector:
     """:class:`~proxy.socks5_connector.Connector` over the host's sockets.
 
-    :param resolver: for domain targets (default :class:`OsResolver`).
+    :param resolver: for domain targets, TCP and UDP (default :class:`OsResolver`).
     :param high_water: per-direction buffer bound of each stream.
     """
 
-    def __init__(self, *, resolver: OsResolver | None = None, high_water: int = SOCKS_RELAY_HIGH_WATER) -> None:
-        self.resolver = resolver or OsResolver()
+    def __init__(self, *, resolver: Resolver | None = None, high_water: int = SOCKS_RELAY_HIGH_WATER) -> None:
+        self.resolver: Resolver = resolver or OsResolver()
         self.high_water = high_water
 
     async def _targets(self, target: Address) -> list[Address]:
@@ -219,5 +220,5 @@ class OsConnector:
             probe.close()
 
     async def open_udp(self) -> OsUdpEndpoint:
-        return OsUdpEndpoint(OsResolver(socktype=socket.SOCK_DGRAM))
+        return OsUdpEndpoint(self.resolver)
 

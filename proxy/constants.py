@@ -150,6 +150,9 @@ SOCKS_DEFAULT_PORT = 1080
 #: rest is room for data a client pipelines after its request (one driver
 #: read of SOCKS_RELAY_CHUNK), as h11's ``max_incomplete_event_size``.
 SOCKS_HANDSHAKE_BUFFER = 32768
+#: Smallest handshake buffer a configuration may set: a greeting (257) plus
+#: an RFC 1929 request (513) plus a request (262) fit in it.
+SOCKS_HANDSHAKE_BUFFER_MIN = 1024
 #: Whole handshake (greeting to parsed request) deadline.  Dante's
 #: ``timeout.negotiate`` is 30 s, pproxy 60 s; browsers finish in one RTT.
 SOCKS_HANDSHAKE_TIMEOUT = 10.0
@@ -175,6 +178,9 @@ SOCKS_RELAY_HIGH_WATER = 65536
 SOCKS_UDP_QUEUE = 256
 #: Addresses of one resolved name tried per CONNECT before giving up.
 SOCKS_MAX_ADDRESS_ATTEMPTS = 4
+#: Names remembered per UDP association (no TTL: associations are short-lived;
+#: oldest forgotten first), so a DNS lookup is not made per datagram.
+SOCKS_UDP_NAME_CACHE = 64
 #: RFC 1035 §2.3.4: a name is at most 255 octets on the wire (253 as text),
 #: a label at most 63.
 DNS_MAX_NAME = 253

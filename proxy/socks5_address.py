@@ -91,8 +91,11 @@ class Address:
 
     @classmethod
     def from_sockaddr(cls, sockaddr: tuple[object, ...]) -> Address:
-        """The address of a socket address tuple ``(host, port[, flow, scope])``."""
-        host, port = str(sockaddr[0]), int(sockaddr[1])  # type: ignore[call-overload]
+        """The address of a socket address tuple ``(host, port[, flow, scope])``.
+
+        A link-local host's ``%scope`` suffix is dropped: SOCKS5 cannot carry it.
+        """
+        host, port = str(sockaddr[0]).split("%", 1)[0], int(sockaddr[1])  # type: ignore[call-overload]
         ip = _ip_literal(host)
         if ip is None:
             raise ValueError(f"not an IP socket address: {sockaddr!r}")

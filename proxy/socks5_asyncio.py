@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from dataclasses import replace
 
 from proxy.config.socks import SocksConfig
 from proxy.errors import DropReason
@@ -92,8 +93,6 @@ class Socks5Server:
         :raises ConfigError: e.g. a non-loopback ``host`` without users.
         :raises OSError: the address cannot be bound.
         """
-        from dataclasses import replace
-
         cfg = replace(self.config, host=self.config.host if host is None else host,
                       port=self.config.port if port is None else port).validate()
         self.config = cfg
@@ -189,8 +188,7 @@ class Socks5Server:
             return
         if isinstance(request, ConnectRequest):
             channel = await self._open(codec, writer, request)
-            await self._write(writer, self._reply(codec, Rep.SUCCEEDED, channel.local))
-            await self._relay(codec, reader, writer, channel)
+            await self._relay(codec, reader, writer, channel, self._reply(codec, Rep.SUCCEEDED, channel.local))
         elif isinstance(request, BindRequest):
             await self._bind(codec, reader, writer, request)
         elif isinstance(request, UdpAssociateRequest):
@@ -255,16 +253,19 @@ class Socks5Server:
 
     async def _relay(
         self, codec: Socks5Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-        channel: TcpChannel, early: bytes = b"",
+        channel: TcpChannel, reply: bytes, early: bytes = b"",
     ) -> None:
-        """Send what the client pipelined, pass on an early EOF, then relay."""
+        """Send the success reply, then what the client pipelined, then relay.
+
+        Owns ``channel`` from here: it is closed however this ends.  (An EOF
+        the handshake already read is seen again by the relay's reads.)
+        """
         try:
-            data = early + codec.take_trailing_data()
+            await self._write(writer, reply)
+            data = codec.take_trailing_data() + early
             if data:
                 channel.writer.write(data)
                 await channel.writer.drain()
-            if codec.client_eof:
-                channel.writer.write_eof()
             end = await relay_tcp((reader, writer), (channel.reader, channel.writer),
                                   chunk=self.config.relay_chunk, idle_timeout=self.config.idle_timeout)
             self.stats[f"relay-{end.value}"] += 1
@@ -293,32 +294,35 @@ class Socks5Server:
                 raise await self._refuse(codec, writer, self._rep_for(e, "bind accept", request.address)) from None
         finally:
             listener.close()
-        if channel is None:  # the client left while we waited
+        if channel is None:  # the client sent more than we keep while waiting
             return
-        await self._write(writer, self._reply(codec, Rep.SUCCEEDED, channel.remote))
-        await self._relay(codec, reader, writer, channel, early)
+        await self._relay(codec, reader, writer, channel, self._reply(codec, Rep.SUCCEEDED, channel.remote), early)
 
     async def _await_peer(
         self, listener: TcpListener, request: BindRequest, reader: asyncio.StreamReader
     ) -> tuple[TcpChannel | None, bytes]:
-        """Accept until the expected peer connects, watching the client meanwhile.
+        """Accept until the expected peer connects, reading the client meanwhile.
 
         Bytes the client sends before the peer arrives are kept (bounded by
-        ``handshake_buffer``) and relayed later; its EOF abandons the BIND.
+        ``handshake_buffer``; beyond it the BIND is abandoned) and relayed
+        once the peer is there.  The client's EOF is half-close, not an
+        abort: we keep waiting and pass the EOF on later.
         """
         early = bytearray()
         chosen: TcpChannel | None = None
-        watch = asyncio.ensure_future(reader.read(self.config.relay_chunk))
+        watch: asyncio.Future[bytes] | None = asyncio.ensure_future(reader.read(self.config.relay_chunk))
         accept = asyncio.ensure_future(listener.accept())
         try:
             while True:
-                await asyncio.wait({accept, watch}, return_when=asyncio.FIRST_COMPLETED)
-                if watch.done():
+                await asyncio.wait({accept} if watch is None else {accept, watch},
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if watch is not None and watch.done():
                     data = watch.result()
-                    if not data or len(early) + len(data) > self.config.handshake_buffer:
+                    if len(early) + len(data) > self.config.handshake_buffer:
+                        self.drops[DropReason.SOCKS_HANDSHAKE_OVERFLOW] += 1
                         return None, b""
                     early += data
-                    watch = asyncio.ensure_future(reader.read(self.config.relay_chunk))
+                    watch = asyncio.ensure_future(reader.read(self.config.relay_chunk)) if data else None
                 if accept.done():
                     channel = accept.result()
                     if bind_peer_allowed(request.address, channel.remote):
@@ -328,11 +332,12 @@ class Socks5Server:
                     await close_writer(channel.writer)
                     accept = asyncio.ensure_future(listener.accept())
         finally:
-            watch.cancel()
+            if watch is not None:
+                watch.cancel()
             if not accept.done():
                 accept.cancel()
             elif not accept.cancelled() and accept.exception() is None and accept.result() is not chosen:
-                accept.result().writer.close()  # accepted just as the client left
+                accept.result().writer.close()  # accepted just as we gave up
 
     async def _udp(
         self, codec: Socks5Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

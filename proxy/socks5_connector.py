@@ -15,19 +15,27 @@ Failures are reported by raising a :class:`SocksError` subclass; its ``rep``
 is the RFC 1928 §6 REP code the client receives.  The mapping a connector
 should use:
 
-=========================================  ===============================
-condition                                  raise
-=========================================  ===============================
-ICMPv6 no route / errno ENETUNREACH        :class:`NetworkUnreachable` 0x03
-ICMPv6 address/port... unreachable,        :class:`HostUnreachable` 0x04
-  no answer (timeout), name not resolved
-TCP RST to our SYN / ECONNREFUSED          :class:`ConnectionRefused` 0x05
-ICMPv6 time exceeded (hop limit)           :class:`TtlExpired` 0x06
-policy forbids the target                  :class:`NotAllowed` 0x02
-command not offered (e.g. no BIND)         :class:`CommandNotSupported` 0x07
-address family not served                  :class:`AddressTypeNotSupported` 0x08
-anything else                              :class:`GeneralFailure` 0x01
-=========================================  ===============================
+=============================================  ==================================
+condition                                      raise
+=============================================  ==================================
+ICMPv6 unreachable code 0 (no route),          :class:`NetworkUnreachable` 0x03
+  errno ENETUNREACH
+ICMPv6 unreachable code 1, 5, 6 (prohibited    :class:`NotAllowed` 0x02
+  by policy), errno EACCES; our own policy
+ICMPv6 unreachable code 2, 3 (address          :class:`HostUnreachable` 0x04
+  unreachable), no answer before the timeout,
+  name not resolved, errno EHOSTUNREACH
+ICMPv6 unreachable code 4 (port), TCP RST to   :class:`ConnectionRefused` 0x05
+  our SYN, errno ECONNREFUSED
+ICMPv6 time exceeded (hop limit)               :class:`TtlExpired` 0x06
+command not offered (e.g. no BIND)             :class:`CommandNotSupported` 0x07
+address family not served                      :class:`AddressTypeNotSupported` 0x08
+anything else                                  :class:`GeneralFailure` 0x01
+=============================================  ==================================
+
+The ICMPv6 code mapping is Linux's ``icmpv6_err_convert`` (so a Teredo path
+and a native one report the same REP), except time exceeded, which Linux
+folds into EHOSTUNREACH and SOCKS5 can say precisely.
 
 An ``OSError`` or ``TimeoutError`` escaping a connector is mapped with
 :func:`rep_for_exception` (errno table below); any other exception becomes
@@ -51,7 +59,7 @@ __all__ = [
     "ByteReader", "ByteWriter", "TcpChannel", "TcpListener", "UdpEndpoint", "Connector", "Resolver",
     "SocksError", "GeneralFailure", "NotAllowed", "NetworkUnreachable", "HostUnreachable",
     "ConnectionRefused", "TtlExpired", "CommandNotSupported", "AddressTypeNotSupported",
-    "rep_for_errno", "rep_for_exception", "error_for_rep",
+    "rep_for_errno", "rep_for_exception", "error_for_rep", "error_for_icmpv6",
 ]
 
 
@@ -135,6 +143,36 @@ def rep_for_exception(exc: BaseException) -> Rep:
     if isinstance(exc, OSError):
         return rep_for_errno(exc.errno)
     return Rep.GENERAL_FAILURE
+
+
+#: RFC 4443 §3.1 Destination Unreachable code -> REP (Linux icmpv6_err_convert).
+_UNREACH_REP: dict[int, Rep] = {
+    0: Rep.NETWORK_UNREACHABLE,   # no route to destination
+    1: Rep.NOT_ALLOWED,           # administratively prohibited
+    2: Rep.HOST_UNREACHABLE,      # beyond scope of source address
+    3: Rep.HOST_UNREACHABLE,      # address unreachable
+    4: Rep.CONNECTION_REFUSED,    # port unreachable
+    5: Rep.NOT_ALLOWED,           # source address failed ingress/egress policy
+    6: Rep.NOT_ALLOWED,           # reject route to destination
+}
+_ICMPV6_DEST_UNREACH = 1
+_ICMPV6_TIME_EXCEEDED = 3
+
+
+def error_for_icmpv6(icmp_type: int, code: int, message: str = "") -> SocksError:
+    """The error to raise when an ICMPv6 error (RFC 4443 §3) ends a connection attempt.
+
+    For connectors over a userspace stack (the Teredo client): Destination
+    Unreachable by code as in the table above (an unknown code: host
+    unreachable), Time Exceeded: TTL expired, anything else: general failure.
+    """
+    if icmp_type == _ICMPV6_DEST_UNREACH:
+        rep = _UNREACH_REP.get(code, Rep.HOST_UNREACHABLE)
+    elif icmp_type == _ICMPV6_TIME_EXCEEDED:
+        rep = Rep.TTL_EXPIRED
+    else:
+        rep = Rep.GENERAL_FAILURE
+    return error_for_rep(rep, message or f"ICMPv6 type {icmp_type} code {code}")
 
 
 def error_for_rep(rep: Rep, message: str = "") -> SocksError:

@@ -25,7 +25,7 @@ import ipaddress
 import logging
 from collections.abc import Callable
 
-from proxy.constants import SOCKS_MAX_ADDRESS_ATTEMPTS, SOCKS_UDP_QUEUE
+from proxy.constants import SOCKS_MAX_ADDRESS_ATTEMPTS, SOCKS_UDP_NAME_CACHE, SOCKS_UDP_QUEUE
 from proxy.socks5_address import Address, AddressType
 from proxy.socks5_connector import (
     Connector,
@@ -41,10 +41,6 @@ from proxy.socks5_connector import (
 __all__ = ["PolicyConnector", "PolicyUdpEndpoint"]
 
 log = logging.getLogger("proxy.socks5_policy")
-
-#: Names remembered per UDP association (no TTL: the association is short-lived).
-_UDP_NAME_CACHE = 64
-
 
 def _any_ipv6(ip: ipaddress.IPv6Address) -> bool:
     return True
@@ -150,7 +146,7 @@ class PolicyUdpEndpoint:
         cached = self._names.get(to.host)
         if cached is None:
             cached = (await self._policy.candidates(Address(to.atyp, to.host, 0)))[0]
-            if len(self._names) >= _UDP_NAME_CACHE:
+            if len(self._names) >= SOCKS_UDP_NAME_CACHE:
                 self._names.pop(next(iter(self._names)))
             self._names[to.host] = cached
         return Address(cached.atyp, cached.host, to.port)

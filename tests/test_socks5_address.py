@@ -116,6 +116,7 @@ def test_round_trip(host, port):
 def test_from_sockaddr_unmaps_and_drops_scope():
     assert Address.from_sockaddr(("::ffff:127.0.0.1", 5, 0, 0)) == Address(AddressType.IPV4, "127.0.0.1", 5)
     assert Address.from_sockaddr(("::1", 5, 0, 0)) == Address(AddressType.IPV6, "::1", 5)
+    assert Address.from_sockaddr(("fe80::1%eth0", 5, 0, 2)) == Address(AddressType.IPV6, "fe80::1", 5)
 
 
 def test_misuse_raises_value_error():

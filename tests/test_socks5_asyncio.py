@@ -467,13 +467,14 @@ async def test_icmp_stand_in_connector_reps(error, rep):
 # --- relay behaviour --------------------------------------------------------------------------
 
 
-async def test_half_close_client_shuts_write_and_still_receives():
-    async def count_then_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        data = await reader.read()  # until the client's FIN
-        writer.write(b"got %d bytes" % len(data))
-        await writer.drain()
-        writer.close()
+async def count_then_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    data = await reader.read()  # until the client's FIN
+    writer.write(b"got %d bytes" % len(data))
+    await writer.drain()
+    writer.close()
 
+
+async def test_half_close_client_shuts_write_and_still_receives():
     target = await asyncio.start_server(count_then_answer, "127.0.0.1", 0)
     async with target, running() as server:
         rep, _, reader, writer = await ask(server, request(1, *target.sockets[0].getsockname()[:2]))
@@ -481,6 +482,19 @@ async def test_half_close_client_shuts_write_and_still_receives():
         writer.write(b"x" * 300_000)
         writer.write_eof()
         assert await asyncio.wait_for(reader.read(), T) == b"got 300000 bytes"
+        writer.close()
+
+
+async def test_half_close_during_the_handshake_is_kept():
+    """Request, data and FIN in one go, before the server even replied."""
+    target = await asyncio.start_server(count_then_answer, "127.0.0.1", 0)
+    async with target, running() as server:
+        reader, writer = await asyncio.open_connection(*server.address)
+        writer.write(b"\x05\x01\x00" + request(1, *target.sockets[0].getsockname()[:2]) + b"12345")
+        writer.write_eof()
+        assert await asyncio.wait_for(reader.readexactly(2), T) == b"\x05\x00"
+        assert (await read_reply(reader))[0] == 0
+        assert await asyncio.wait_for(reader.read(), T) == b"got 5 bytes"
         writer.close()
 
 
@@ -634,6 +648,21 @@ async def test_bind_client_data_before_the_peer_is_kept():
         peer_r, peer_w = await asyncio.open_connection(bound.host, bound.port)
         assert (await read_reply(reader))[0] == 0
         assert await asyncio.wait_for(peer_r.readexactly(5), T) == b"early"
+        peer_w.close()
+        writer.close()
+
+
+async def test_bind_client_half_close_before_the_peer_arrives():
+    async with running() as server:
+        rep, bound, reader, writer = await ask(server, request(2, "127.0.0.1", 0))
+        writer.write(b"upload")
+        writer.write_eof()
+        peer_r, peer_w = await asyncio.open_connection(bound.host, bound.port)
+        assert (await read_reply(reader))[0] == 0
+        assert await asyncio.wait_for(peer_r.read(), T) == b"upload"  # data, then the client's FIN
+        peer_w.write(b"thanks")
+        peer_w.write_eof()
+        assert await asyncio.wait_for(reader.read(), T) == b"thanks"
         peer_w.close()
         writer.close()
 

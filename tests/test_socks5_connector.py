@@ -22,6 +22,7 @@ from proxy.socks5_connector import (
     SocksError,
     TcpChannel,
     TtlExpired,
+    error_for_icmpv6,
     error_for_rep,
     rep_for_errno,
     rep_for_exception,
@@ -55,6 +56,15 @@ def test_error_classes_carry_their_rep(cls, rep):
 def test_errno_mapping(code, rep):
     assert rep_for_errno(code) == rep
     assert rep_for_exception(OSError(code, "x")) == rep
+
+
+@pytest.mark.parametrize(("icmp_type", "code", "cls"), [
+    (1, 0, NetworkUnreachable), (1, 1, NotAllowed), (1, 2, HostUnreachable), (1, 3, HostUnreachable),
+    (1, 4, ConnectionRefused), (1, 5, NotAllowed), (1, 6, NotAllowed), (1, 99, HostUnreachable),
+    (3, 0, TtlExpired), (3, 1, TtlExpired), (4, 0, GeneralFailure),
+])
+def test_icmpv6_mapping(icmp_type, code, cls):
+    assert type(error_for_icmpv6(icmp_type, code)) is cls
 
 
 def test_other_exceptions():

@@ -36,6 +36,7 @@ from proxy.constants import (
     SOCKS_DEFAULT_HOST,
     SOCKS_DEFAULT_PORT,
     SOCKS_HANDSHAKE_BUFFER,
+    SOCKS_HANDSHAKE_BUFFER_MIN,
     SOCKS_HANDSHAKE_TIMEOUT,
     SOCKS_IDLE_TIMEOUT,
     SOCKS_MAX_CONNECTIONS,
@@ -112,8 +113,9 @@ class SocksConfig:
         for name in ("max_connections", "handshake_buffer", "relay_chunk", "relay_high_water", "udp_queue"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"socks.{name}", "must be at least 1")
-        if self.handshake_buffer < 1024:
-            raise ConfigError("socks.handshake_buffer", "must hold a whole handshake (1024 bytes)")
+        if self.handshake_buffer < SOCKS_HANDSHAKE_BUFFER_MIN:
+            raise ConfigError("socks.handshake_buffer",
+                              f"must hold a whole handshake ({SOCKS_HANDSHAKE_BUFFER_MIN} bytes)")
         for user, password in (self.users or {}).items():
             _check_credential("--socks-user", user, password)
         if not self.auth_required and not is_loopback_host(self.host):

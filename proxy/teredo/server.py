@@ -34,8 +34,8 @@ endpoint), :meth:`ipv6_to_native`.  :meth:`poll_at` gives the next deadline
 from __future__ import annotations
 
 import logging
-import random
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from proxy.config.server import ServerConfig
 from proxy.constants import (
@@ -57,6 +57,9 @@ from proxy.teredo.ipv4 import global_check, ipv4_to_bytes
 from proxy.teredo.messages import router_advertisement
 from proxy.teredo.packet import Authentication, OriginIndication, TeredoPacket, ipv6_packet
 from proxy.teredo.ratelimit import KeyedTokenBuckets, TokenBucket
+
+if TYPE_CHECKING:
+    import random
 
 __all__ = ["TeredoServer", "Endpoint"]
 

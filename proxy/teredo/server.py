@@ -42,11 +42,7 @@ from proxy.constants import (
     ALL_ROUTERS,
     FLAG_CONE,
     SERVER_MAX_ICMP_PAYLOAD,
-    SERVER_NATIVE_BURST,
-    SERVER_NATIVE_RATE,
     SERVER_RATE_TABLE_SIZE,
-    SERVER_RS_BURST,
-    SERVER_RS_RATE,
 )
 from proxy.errors import DropReason, ParseError
 from proxy.ipstack.wire.icmpv6 import Echo, Icmpv6Type, icmpv6_checksum_ok
@@ -93,9 +89,9 @@ class TeredoServer:
         self._server_field = ipv4_to_bytes(config.address)
         self._is_global = global_check(config.allow_loopback)
         self._rs_limit: KeyedTokenBuckets[str] = KeyedTokenBuckets(
-            SERVER_RS_RATE, SERVER_RS_BURST, SERVER_RATE_TABLE_SIZE
+            config.rs_rate, config.rs_burst, SERVER_RATE_TABLE_SIZE
         )
-        self._native_limit = TokenBucket(SERVER_NATIVE_RATE, SERVER_NATIVE_BURST)
+        self._native_limit = TokenBucket(config.native_rate, config.native_burst)
         self._datagrams: list[tuple[bytes, Endpoint, Endpoint]] = []
         self._native: list[bytes] = []
         self.drops: Counter[DropReason] = Counter()

@@ -333,3 +333,18 @@ def test_accepted_packet_to_all_routers_that_is_not_an_rs(server):
     icmp = Echo(True, 1, 1).emit(CLIENT_ADDR, ALL_ROUTERS)
     feed(server, ipv6_packet(CLIENT_ADDR, ALL_ROUTERS, 58, icmp, 255))  # case 5 accepts it
     assert only_drop(server) is DropReason.SERVER_LOCAL_NOT_RS
+
+
+@given(st.binary(min_size=8, max_size=8), st.booleans(), st.sampled_from([PRIMARY, SECONDARY]), ADDRS,
+       st.integers(0, 3))
+def test_fast_rs_path_has_the_general_paths_outcome(nonce, cone, local, addr, corrupt):
+    data = bytearray(router_solicitation(nonce, cone=cone))
+    if corrupt:
+        data[-corrupt] ^= 0x40   # a damaged RS must also end the same way
+    results = []
+    for fast in (True, False):
+        s = TeredoServer(config())
+        s.fast_rs = fast
+        s.datagram_received(bytes(data), local, addr, 0.0)
+        results.append((s.datagrams_to_send(), dict(s.drops), dict(s.stats)))
+    assert results[0] == results[1]

@@ -33,10 +33,24 @@ def core_modules() -> list[pathlib.Path]:
     return out
 
 
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """ids of nodes under ``if TYPE_CHECKING:`` (annotations only, no run-time import)."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, (ast.Name, ast.Attribute)):
+            name = node.test.id if isinstance(node.test, ast.Name) else node.test.attr
+            if name == "TYPE_CHECKING":
+                skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return skip
+
+
 def violations(path: pathlib.Path) -> list[str]:
     tree = ast.parse(path.read_text(), str(path))
+    skip = _type_checking_nodes(tree)
     bad = []
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 top = alias.name.split(".")[0]
@@ -62,5 +76,8 @@ def test_cores_do_no_io():
 
 def test_checker_catches_an_import(tmp_path):
     p = tmp_path / "x.py"
-    p.write_text("import asyncio\nfrom socket import socket\nfrom socket import inet_aton\n")
+    p.write_text(
+        "import asyncio\nfrom socket import socket\nfrom socket import inet_aton\n"
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import random\n"
+    )
     assert len(violations(p)) == 2

@@ -10,7 +10,8 @@ probability ``loss``; it leaves after the segments queued before it at
 ``rate`` bytes/s (``None`` = infinitely fast), tail-dropped when more than
 ``queue`` bytes wait; it arrives ``delay`` seconds later, plus a uniform
 ``jitter``, plus ``delay`` again with probability ``reorder`` (so it
-overtakes nothing but is overtaken).  Time jumps straight to the next
+overtakes nothing but is overtaken); with probability ``duplicate`` a copy
+arrives ``delay`` after it.  Time jumps straight to the next
 arrival or timer deadline (trio's autojump): a multi-megabyte transfer with
 seconds of virtual time runs in real seconds.
 
@@ -49,6 +50,8 @@ class LinkConfig:
     "Bottleneck rate in bytes/s (None: no serialisation delay)."
     queue: int = 1 << 30
     "Bottleneck queue in bytes (tail drop beyond)."
+    duplicate: float = 0.0
+    "Probability that a segment is delivered twice (the copy ``delay`` later)."
 
 
 @dataclass
@@ -113,6 +116,9 @@ class TcpLink:
             item: object = seg.emit(src, dst) if self.wire else seg
             self._n += 1
             heapq.heappush(self._heap, (t, self._n, name, item))
+            if cfg.duplicate and self.rng.random() < cfg.duplicate:
+                self._n += 1
+                heapq.heappush(self._heap, (t + cfg.delay, self._n, name, item))
 
     def _deliver(self, name: str, item: object) -> None:
         src, dst = (ADDR_A, ADDR_B) if name == "ab" else (ADDR_B, ADDR_A)

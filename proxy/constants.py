@@ -215,3 +215,58 @@ TCP_MAX_BUFFER = 65535 << TCP_MAX_WSCALE
 #: RFC 9438 §4: CUBIC constants C and beta_cubic.
 TCP_CUBIC_C = 0.4
 TCP_CUBIC_BETA = 0.7
+
+# ---------------------------------------------------------------------------
+# SOCKS5 endpoint (RFC 1928, RFC 1929; limits chosen from the servers
+# compared in shared/reference/stacks-and-socks.md §C)
+# ---------------------------------------------------------------------------
+
+#: RFC 1928 §3: the protocol version byte.
+SOCKS_VERSION = 5
+#: RFC 1929 §2: the username/password sub-negotiation version byte.
+SOCKS_AUTH_VERSION = 1
+#: RFC 1929 §2: ULEN and PLEN are one octet, 1-255.
+SOCKS_MAX_CREDENTIAL = 255
+#: CONTRACT.md: ``--socks`` default endpoint (loopback: never an open proxy).
+SOCKS_DEFAULT_HOST = "127.0.0.1"
+SOCKS_DEFAULT_PORT = 1080
+#: Bound on bytes the codec buffers before the handshake ends.  The largest
+#: handshake message is an RFC 1929 request (3 + 255 + 255 = 513 bytes); the
+#: rest is room for data a client pipelines after its request (one driver
+#: read of SOCKS_RELAY_CHUNK), as h11's ``max_incomplete_event_size``.
+SOCKS_HANDSHAKE_BUFFER = 32768
+#: Smallest handshake buffer a configuration may set: a greeting (257) plus
+#: an RFC 1929 request (513) plus a request (262) fit in it.
+SOCKS_HANDSHAKE_BUFFER_MIN = 1024
+#: Whole handshake (greeting to parsed request) deadline.  Dante's
+#: ``timeout.negotiate`` is 30 s, pproxy 60 s; browsers finish in one RTT.
+SOCKS_HANDSHAKE_TIMEOUT = 10.0
+#: Deadline for the connector to reach a CONNECT target (Teredo adds a
+#: bubble exchange before the SYN, so this is longer than a LAN would need).
+SOCKS_CONNECT_TIMEOUT = 30.0
+#: A relayed TCP connection with no byte in either direction for this long is
+#: closed (tun2socks closes idle flows after 60 s; Dante's ``timeout.io``).
+SOCKS_IDLE_TIMEOUT = 300.0
+#: A UDP association with no datagram either way for this long is closed
+#: (shadowsocks-rust ``udp_timeout`` default: 5 minutes).
+SOCKS_UDP_IDLE_TIMEOUT = 300.0
+#: RFC 1928 §6 sets no limit on the wait for BIND's inbound connection.
+SOCKS_BIND_TIMEOUT = 120.0
+#: Global cap on client connections (3proxy ``maxconn`` default 500;
+#: tun2socks PR #529 caps at 4096).  Beyond it new clients are closed.
+SOCKS_MAX_CONNECTIONS = 512
+#: Relay read size and per-direction write buffer high-water mark: the
+#: per-connection memory bound is about 2 x (chunk + high water).
+SOCKS_RELAY_CHUNK = 16384
+SOCKS_RELAY_HIGH_WATER = 65536
+#: Datagrams queued per UDP association towards the client before tail drop.
+SOCKS_UDP_QUEUE = 256
+#: Addresses of one resolved name tried per CONNECT before giving up.
+SOCKS_MAX_ADDRESS_ATTEMPTS = 4
+#: Names remembered per UDP association (no TTL: associations are short-lived;
+#: oldest forgotten first), so a DNS lookup is not made per datagram.
+SOCKS_UDP_NAME_CACHE = 64
+#: RFC 1035 §2.3.4: a name is at most 255 octets on the wire (253 as text),
+#: a label at most 63.
+DNS_MAX_NAME = 253
+DNS_MAX_LABEL = 63

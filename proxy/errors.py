@@ -103,6 +103,25 @@ class DropReason(enum.Enum):
     TCP_OOO_FULL = "tcp-reassembly-full"
     TCP_CLOSED = "tcp-connection-closed"
 
+    # --- SOCKS5 endpoint (RFC 1928, RFC 1929) --------------------------------
+    SOCKS_BAD_VERSION = "socks-bad-version"
+    SOCKS_NO_ACCEPTABLE_METHOD = "socks-no-acceptable-method"
+    SOCKS_BAD_AUTH_VERSION = "socks-bad-auth-version"
+    SOCKS_AUTH_FAILED = "socks-auth-failed"
+    SOCKS_BAD_COMMAND = "socks-command-not-supported"
+    SOCKS_BAD_ADDRESS_TYPE = "socks-address-type-not-supported"
+    SOCKS_BAD_DOMAIN = "socks-bad-domain-name"
+    SOCKS_HANDSHAKE_OVERFLOW = "socks-handshake-buffer-full"
+    SOCKS_HANDSHAKE_EOF = "socks-eof-during-handshake"
+    SOCKS_HANDSHAKE_TIMEOUT = "socks-handshake-timeout"
+    SOCKS_CONNECTION_LIMIT = "socks-connection-limit"
+    SOCKS_BIND_WRONG_PEER = "socks-bind-unexpected-peer"
+    SOCKS_UDP_TRUNCATED = "socks-udp-truncated"
+    SOCKS_UDP_FRAGMENT = "socks-udp-fragment"
+    SOCKS_UDP_WRONG_SOURCE = "socks-udp-wrong-source"
+    SOCKS_UDP_SEND_FAILED = "socks-udp-send-failed"
+    SOCKS_UDP_NO_CLIENT = "socks-udp-client-unknown"
+
 
 class ParseError(ProxyError, ValueError):
     """A byte string from the network cannot be decoded.

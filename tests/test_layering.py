@@ -1,7 +1,7 @@
 """Rule 12: protocol cores do no I/O.
 
 Every module under ``proxy/teredo`` and ``proxy/ipstack`` (and the SOCKS5
-codec) except ``*_asyncio.py`` drivers must not import asyncio, socket, time,
+codec modules ``proxy/socks5*.py``) except ``*_asyncio.py`` drivers must not import asyncio, socket, time,
 os, random, select or threading; nor anything from the I/O layers
 (``proxy.native``, ``proxy.apps``, ``proxy.cli``).  The only exception is
 ``from socket import inet_aton/inet_ntoa/inet_pton/inet_ntop``: pure
@@ -27,16 +27,30 @@ def core_modules() -> list[pathlib.Path]:
         for path in sorted((ROOT / sub).rglob("*.py")):
             if not path.name.endswith("_asyncio.py"):
                 out.append(path)
-    for name in ("socks5.py",):
-        if (ROOT / name).exists():
-            out.append(ROOT / name)
+    for path in sorted(ROOT.glob("socks5*.py")):
+        if not path.name.endswith("_asyncio.py"):
+            out.append(path)
     return out
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """ids of nodes under ``if TYPE_CHECKING:`` (annotations only, no run-time import)."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, (ast.Name, ast.Attribute)):
+            name = node.test.id if isinstance(node.test, ast.Name) else node.test.attr
+            if name == "TYPE_CHECKING":
+                skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return skip
 
 
 def violations(path: pathlib.Path) -> list[str]:
     tree = ast.parse(path.read_text(), str(path))
+    skip = _type_checking_nodes(tree)
     bad = []
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 top = alias.name.split(".")[0]
@@ -62,5 +76,8 @@ def test_cores_do_no_io():
 
 def test_checker_catches_an_import(tmp_path):
     p = tmp_path / "x.py"
-    p.write_text("import asyncio\nfrom socket import socket\nfrom socket import inet_aton\n")
+    p.write_text(
+        "import asyncio\nfrom socket import socket\nfrom socket import inet_aton\n"
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import random\n"
+    )
     assert len(violations(p)) == 2

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from socket import inet_aton, inet_ntoa  # pure conversions, no I/O
 
-__all__ = ["ipv4_to_bytes", "ipv4_from_bytes", "ipv4_to_int", "is_global_unicast", "NON_GLOBAL"]
+__all__ = ["ipv4_to_bytes", "ipv4_from_bytes", "ipv4_to_int", "is_global_unicast", "global_check", "NON_GLOBAL"]
 
 
 def ipv4_to_bytes(addr: str) -> bytes:
@@ -97,3 +97,26 @@ def is_global_unicast(addr: str | bytes | int) -> bool:
         if value & mask == base:
             return False
     return True
+
+
+def global_check(allow_loopback: bool = False):
+    """The predicate a role uses for "global unicast".
+
+    ``allow_loopback`` also accepts 127.0.0.0/8: only for the embedded demo
+    and loopback tests, where every role lives on 127.x addresses.
+    """
+    if not allow_loopback:
+        return is_global_unicast
+
+    def check(addr: str | bytes | int) -> bool:
+        if isinstance(addr, str):
+            if addr.startswith("127."):
+                return True
+        elif isinstance(addr, int):
+            if addr >> 24 == 127:
+                return True
+        elif len(addr) == 4 and addr[0] == 127:
+            return True
+        return is_global_unicast(addr)
+
+    return check

@@ -284,8 +284,9 @@ class TcpInputMixin:
             # answers to zero-window probes).
             self._dup_ack(now)
 
-        # RFC 9293 §3.10.7.4: window update when the segment is newer.
-        if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
+        # RFC 9293 §3.10.7.4: window update when SND.UNA =< SEG.ACK and the
+        # segment is newer than the last update (SND.WL1, SND.WL2).
+        if ack >= una and (self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack)):
             opened = self.snd_wnd == 0 and window > 0
             self.snd_wnd = window
             self.snd_wl1 = seq

@@ -147,7 +147,8 @@ class TcpLink:
         False when nothing at all is pending (both ends idle).
         """
         self.flush()
-        times = [t for t in (self.a.poll_at(), self.b.poll_at() if self.b else None) if t is not None]
+        deadlines = (self.a.poll_at(), self.b.poll_at() if self.b else None)
+        times = [t for t in deadlines if t is not None]
         if self._heap:
             times.append(self._heap[0][0])
         if not times:
@@ -184,7 +185,8 @@ class TcpLink:
         shut = {"a": False, "b": False}
         deadline = self.now + timeout
         while self.now < deadline:
-            for name, conn, data, got in (("a", self.a, a_to_b, got_a), ("b", self.b, b_to_a, got_b)):
+            ends = (("a", self.a, a_to_b, got_a), ("b", self.b, b_to_a, got_b))
+            for name, conn, data, got in ends:
                 if conn is None or conn.state.value in ("SYN-SENT", "SYN-RECEIVED"):
                     continue
                 while sent[name] < len(data):

@@ -32,7 +32,8 @@ def segment_ops(draw: st.DrawFn) -> tuple:
     return ("seg", draw(st.integers(0, 255)), draw(near), draw(st.booleans()), draw(near),
             draw(st.booleans()), draw(u32), draw(u32), draw(st.integers(0, 0xFFFF)),
             draw(st.binary(max_size=1500)),
-            draw(st.none() | st.tuples(st.integers(-3, 3), st.integers(-3, 3)) | st.tuples(u32, u32)),
+            draw(st.none() | st.tuples(st.integers(-3, 3), st.integers(-3, 3))
+                 | st.tuples(u32, u32)),
             draw(st.lists(st.tuples(near, near), max_size=3)),
             draw(st.none() | st.integers(0, 0xFFFF)), draw(st.none() | st.integers(0, 255)),
             draw(st.booleans()))

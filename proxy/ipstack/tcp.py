@@ -62,7 +62,7 @@ from proxy.ipstack.tcp_events import (
     CLOSE_REASONS, ConnectionClosed, Connected, DataReceived, EndOfStream, SendSpaceAvailable,
     TcpEvent, TcpState,
 )
-from proxy.ipstack.tcp_input import TcpInputMixin
+from proxy.ipstack.tcp_input import TcpInputMixin, reset_for
 from proxy.ipstack.tcp_output import TcpOutputMixin
 from proxy.ipstack.tcp_rto import RtoEstimator
 from proxy.ipstack.tcp_sack import Scoreboard
@@ -597,16 +597,3 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
             f" rcv={self.rcv_nxt - self.irs}>"
         )
 
-
-def reset_for(seg: TcpSegment) -> TcpSegment | None:
-    """The RST answering ``seg`` when no connection exists (RFC 9293 §3.10.7.1).
-
-    None when ``seg`` is itself a RST.  For the Interface: a SYN to a port
-    nobody listens on, or any segment for an unknown 4-tuple.
-    """
-    if seg.flags & RST:
-        return None
-    if seg.flags & ACK:
-        return TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
-    return TcpSegment(
-        seg.dst_port, seg.src_port, 0, (seg.seq + seg.seg_len) & SEQ_MASK, RST | ACK, 0)

@@ -10,8 +10,9 @@ moving the start offset (amortised O(1)), not by copying the tail.
 :class:`Reassembler` holds out-of-order data for the receiver (RFC 9293
 §3.10.7.4 "seventh"): disjoint runs of chunks, trimmed on insertion,
 bounded by a chunk count (the bytes are already bounded by the advertised
-window because the connection only stores what falls inside it).  It also answers the receiver side of SACK
-(RFC 2018 §4): which blocks to report, the most recently changed first.
+window because the connection only stores what falls inside it).  It also
+answers the receiver side of SACK (RFC 2018 §4): which blocks to report,
+the most recently changed first.
 
 Sequence numbers here are the connection's unbounded integers (see
 ``seq_unwrap`` in wire/tcp.py), never 32-bit wire values.

@@ -36,7 +36,7 @@ from proxy.ipstack.wire.tcp import ACK, FIN, RST, SEQ_MASK, SYN, TcpSegment, seq
 if TYPE_CHECKING:  # pragma: no cover
     from proxy.ipstack.tcp import TcpConnection
 
-__all__ = ["TcpInputMixin"]
+__all__ = ["TcpInputMixin", "reset_for"]
 
 S = TcpState
 _HALF = 0x80000000
@@ -58,8 +58,6 @@ class TcpInputMixin:
             # RFC 9293 §3.10.7.1: answer anything but a RST with a RST.
             self._drop(DropReason.TCP_CLOSED, seg)
             if not seg.flags & RST:
-                from proxy.ipstack.tcp import reset_for
-
                 rst = reset_for(seg)
                 if rst is not None:
                     self._queue_control(rst)
@@ -286,8 +284,9 @@ class TcpInputMixin:
             # answers to zero-window probes).
             self._dup_ack(now)
 
-        # RFC 9293 §3.10.7.4: window update when the segment is newer.
-        if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
+        # RFC 9293 §3.10.7.4: window update when SND.UNA =< SEG.ACK and the
+        # segment is newer than the last update (SND.WL1, SND.WL2).
+        if ack >= una and (self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack)):
             opened = self.snd_wnd == 0 and window > 0
             self.snd_wnd = window
             self.snd_wl1 = seq
@@ -570,3 +569,17 @@ class TcpInputMixin:
             self._ack_now = True
         else:
             self._challenge_ack(now)
+
+
+def reset_for(seg: TcpSegment) -> TcpSegment | None:
+    """The RST answering ``seg`` when no connection exists (RFC 9293 §3.10.7.1).
+
+    None when ``seg`` is itself a RST.  For the Interface: a SYN to a port
+    nobody listens on, or any segment for an unknown 4-tuple.
+    """
+    if seg.flags & RST:
+        return None
+    if seg.flags & ACK:
+        return TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
+    return TcpSegment(
+        seg.dst_port, seg.src_port, 0, (seg.seq + seg.seg_len) & SEQ_MASK, RST | ACK, 0)

@@ -10,7 +10,8 @@ probability ``loss``; it leaves after the segments queued before it at
 ``rate`` bytes/s (``None`` = infinitely fast), tail-dropped when more than
 ``queue`` bytes wait; it arrives ``delay`` seconds later, plus a uniform
 ``jitter``, plus ``delay`` again with probability ``reorder`` (so it
-overtakes nothing but is overtaken).  Time jumps straight to the next
+overtakes nothing but is overtaken); with probability ``duplicate`` a copy
+arrives ``delay`` after it.  Time jumps straight to the next
 arrival or timer deadline (trio's autojump): a multi-megabyte transfer with
 seconds of virtual time runs in real seconds.
 
@@ -49,6 +50,8 @@ class LinkConfig:
     "Bottleneck rate in bytes/s (None: no serialisation delay)."
     queue: int = 1 << 30
     "Bottleneck queue in bytes (tail drop beyond)."
+    duplicate: float = 0.0
+    "Probability that a segment is delivered twice (the copy ``delay`` later)."
 
 
 @dataclass
@@ -113,6 +116,9 @@ class TcpLink:
             item: object = seg.emit(src, dst) if self.wire else seg
             self._n += 1
             heapq.heappush(self._heap, (t, self._n, name, item))
+            if cfg.duplicate and self.rng.random() < cfg.duplicate:
+                self._n += 1
+                heapq.heappush(self._heap, (t + cfg.delay, self._n, name, item))
 
     def _deliver(self, name: str, item: object) -> None:
         src, dst = (ADDR_A, ADDR_B) if name == "ab" else (ADDR_B, ADDR_A)
@@ -141,7 +147,8 @@ class TcpLink:
         False when nothing at all is pending (both ends idle).
         """
         self.flush()
-        times = [t for t in (self.a.poll_at(), self.b.poll_at() if self.b else None) if t is not None]
+        deadlines = (self.a.poll_at(), self.b.poll_at() if self.b else None)
+        times = [t for t in deadlines if t is not None]
         if self._heap:
             times.append(self._heap[0][0])
         if not times:
@@ -178,7 +185,8 @@ class TcpLink:
         shut = {"a": False, "b": False}
         deadline = self.now + timeout
         while self.now < deadline:
-            for name, conn, data, got in (("a", self.a, a_to_b, got_a), ("b", self.b, b_to_a, got_b)):
+            ends = (("a", self.a, a_to_b, got_a), ("b", self.b, b_to_a, got_b))
+            for name, conn, data, got in ends:
                 if conn is None or conn.state.value in ("SYN-SENT", "SYN-RECEIVED"):
                     continue
                 while sent[name] < len(data):

@@ -190,7 +190,8 @@ def test_out_of_order_reassembly_with_sack() -> None:
     base = p.nxt
     p.send(ACK, b"B" * 100, seq=base + 100)
     a1 = p.recv_one()  # immediate duplicate ACK (RFC 5681 §4.2)
-    assert a1.ack == base and a1.sack_blocks == (((base + 100) & SEQ_MASK, (base + 200) & SEQ_MASK),)
+    assert a1.ack == base
+    assert a1.sack_blocks == (((base + 100) & SEQ_MASK, (base + 200) & SEQ_MASK),)
     p.send(ACK, b"D" * 100, seq=base + 300)
     a2 = p.recv_one()
     # RFC 2018 §4: the most recent block first.
@@ -379,3 +380,33 @@ def test_zero_window_with_only_fin_pending() -> None:
 def test_keepalive_not_armed_by_default() -> None:
     p = established()
     assert p.dut.poll_at() is None
+
+
+# -- sequence-number wraparound ----------------------------------------------------
+
+
+def test_transfer_across_the_sequence_wrap_both_ways() -> None:
+    import random
+
+    class WrapRng(random.Random):
+        def getrandbits(self, k: int) -> int:
+            return 0xFFFFF000 if k == 32 else super().getrandbits(k)
+
+    p = Peer(peer_iss=0xFFFFFF00)
+    p.rng = WrapRng(1)
+    p.establish_active()
+    p.send(ACK)
+    assert p.dut.iss == 0xFFFFF000
+    out = bytes(range(256)) * 40  # 10240 bytes: past 2**32 at byte 4095
+    p.dut.send(out)
+    segs = p.recv()
+    assert b"".join(s.payload for s in segs) == out
+    assert segs[-1].seq < segs[0].seq  # wrapped on the wire
+    p.send(ACK, ack=(segs[-1].seq + len(segs[-1].payload)) & SEQ_MASK)
+    assert p.dut.send_space == p.dut.config.send_buffer  # all acknowledged
+    inc = bytes(range(255, -1, -1)) * 20  # 5120 bytes: the peer wraps at byte 255
+    for i in range(0, len(inc), 1000):
+        p.send(ACK, inc[i : i + 1000])
+    assert p.dut.receive() == inc
+    p.tick(1)
+    assert p.recv()[-1].ack == p.nxt

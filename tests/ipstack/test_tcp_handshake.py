@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.ipstack.tcp import ConnectionClosed, TcpConfig, TcpConnection, TcpState
-from proxy.ipstack.wire.tcp import ACK, FIN, RST, SEQ_MASK, SYN, TcpSegment
+from proxy.ipstack.wire.tcp import ACK, FIN, RST, SEQ_MASK, SYN
 from proxy.testing.tcp_peer import Peer
 
 S = TcpState
@@ -263,7 +263,8 @@ def test_synack_retransmission_and_peer_syn_retransmit() -> None:
     assert first.flags == SYN | ACK
     # The peer retransmits its SYN (our SYN-ACK was lost): answered at once.
     p.deliver(syn)
-    assert p.recv_one() == first.__class__(**{**_fields(first), "timestamps": first.timestamps})
+    again = p.recv_one()
+    assert (again.flags, again.seq, again.ack) == (first.flags, first.seq, first.ack)
     assert p.to_deadline() == pytest.approx(1.0)
     assert p.recv_one().flags == SYN | ACK
     assert p.to_deadline() == pytest.approx(2.0)
@@ -271,10 +272,6 @@ def test_synack_retransmission_and_peer_syn_retransmit() -> None:
     p.to_deadline()
     assert p.dut.closed
     assert p.events() == [ConnectionClosed("timeout")]
-
-
-def _fields(seg: TcpSegment) -> dict:
-    return {f: getattr(seg, f) for f in seg.__dataclass_fields__}
 
 
 def test_syn_received_bad_ack_gets_rst() -> None:

@@ -79,3 +79,14 @@ def test_handshake_survives_syn_loss() -> None:
     link = TcpLink(seed=4, ab=LinkConfig(loss=0.6), ba=LinkConfig(loss=0.6))
     got_b, got_a = link.transfer(b"hello", b"world", timeout=600)
     assert (got_b, got_a) == (b"hello", b"world")
+
+
+def test_duplication_and_reordering_with_loss() -> None:
+    """Duplicates exercise D-SACK, PAWS and the out-of-window paths."""
+    data = payload(1 * MB, 3)
+    impaired = LinkConfig(loss=0.02, delay=0.01, jitter=0.004, reorder=0.03, duplicate=0.05,
+                          rate=5e6, queue=150_000)
+    link = TcpLink(seed=21, ab=impaired, ba=impaired)
+    got_b, got_a = link.transfer(data, data[::-1], timeout=600)
+    assert got_b == data and got_a == data[::-1]
+    link.run_until_closed()

@@ -76,6 +76,33 @@ REFRESH_RANDOM_MIN = 0.75
 #: Backoff between failed qualification rounds (Miredo waits a fixed 100 s).
 RESTART_BACKOFF_MIN = 4.0
 RESTART_BACKOFF_MAX = 100.0
+#: How long to keep listening for the cone RA (answered from the secondary
+#: address) after the restricted RA came back: both RSs leave together, so
+#: the cone RA is due about one round trip later.  Grace = max(MIN, 4 x RTT),
+#: at most the qualification timeout T.  (Ours: the RFC probes one after the
+#: other, which costs N x T = 12 s behind every non-cone NAT.)
+CONE_GRACE_MIN = 0.25
+CONE_GRACE_RTT_FACTOR = 4.0
+#: How long the driver may take to answer a ResolveServer request.
+RESOLVE_TIMEOUT = 10.0
+#: A clock jump larger than this (suspend, VM pause) makes a qualified client
+#: refresh at once: the NAT mapping may have expired meanwhile.
+CLOCK_JUMP = 2 * 30.0
+#: Nonces and client id of an RS (RFC 4380 §5.2.1; RFC 5991 §3: at least 64 bits).
+RS_NONCE_LEN = 8
+#: Bound on outstanding RS nonces remembered per qualification round.
+MAX_RS_NONCES = 16
+#: RFC 4380 §5.2.9: the relay-discovery echo carries at least 64 random bits.
+PING_NONCE_LEN = 8
+#: Peers a client remembers (Miredo's non-Judy build: 1024; a client talks
+#: to few peers, a relay to many).
+CLIENT_MAX_PEERS = 4096
+#: Same-NAT peers whose advertised local endpoints (RFC 6081 §5.6) a client remembers.
+MAX_PEERS_ALTERNATES = 256
+#: When a rate rule says "wait" (the 2 s spacing is not over), look again this much later.
+PROBE_RECHECK = 0.1
+#: Packets delivered to the local stack but not yet pulled are bounded too.
+CLIENT_STACK_QUEUE = 4096
 
 # ---------------------------------------------------------------------------
 # Peers (client and relay: RFC 4380 §5.2.4, §5.2.6, §5.4; Miredo peerlist.c)

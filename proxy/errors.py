@@ -82,6 +82,13 @@ class DropReason(enum.Enum):
     HOP_LIMIT = "hop-limit-exceeded"
     TOO_BIG = "too-big"
     RATE_LIMITED = "rate-limited"
+    AUTH_FAILED = "authentication-failed"
+    UNEXPECTED_RA = "unexpected-router-advertisement"
+    BUBBLE_LIMIT = "bubble-limit"
+    PING_LIMIT = "ping-limit"
+    BAD_TRAILER = "bad-trailer"
+    NOT_FROM_PEER = "not-from-peer"
+    SOURCE_NOT_OURS = "source-not-our-address"
 
     # --- IPv6 host stack -----------------------------------------------------
     BAD_CHECKSUM = "bad-checksum"

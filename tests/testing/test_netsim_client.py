@@ -1,0 +1,165 @@
+"""The client core in the NAT simulator: NAT types, reachability, loss, failover.
+
+Table-driven over every NAT model (RFC 4787 terms, see proxy/testing/netsim.py).
+Virtual time: each test runs whole Teredo exchanges in milliseconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from proxy.config.client import ClientConfig
+from proxy.config.server import ServerConfig
+from proxy.teredo.client import TeredoClient
+from proxy.teredo.client_events import NatType, Qualified, ServerFailed
+from proxy.teredo.server import TeredoServer
+from proxy.testing.netsim import NAT_MODELS, ClientNode, Network, ServerNode
+
+SRV1, SRV2 = "198.51.100.1", "198.51.100.2"
+EXPECTED_NAT = {
+    "open": NatType.OPEN,
+    "full-cone": NatType.CONE,
+    "restricted": NatType.RESTRICTED,
+    "port-restricted": NatType.RESTRICTED,
+    "symmetric": NatType.SYMMETRIC,
+}
+
+
+def make_server(net: Network, address: str = SRV1, address2: str = SRV2) -> ServerNode:
+    cfg = ServerConfig(address=address, address2=address2, forward_native=True).validate()
+    return net.add(ServerNode(TeredoServer(cfg)))
+
+
+def make_client(net: Network, model: str, n: int, *, nat=None, servers=(SRV1,), seed: int = 0,
+                resolver=None, **cfg) -> ClientNode:
+    """Client ``n`` behind its own NAT of ``model`` (or ``nat`` if given)."""
+    config = ClientConfig(servers=tuple(servers), **cfg).validate()
+    if model == "open":
+        local = (f"198.51.100.{100 + n}", 40000 + n)
+        node = ClientNode(TeredoClient(config, rng=random.Random(seed * 1000 + n), local=local), local, resolver)
+        return net.add(node)
+    if nat is None:
+        nat = net.add_nat(f"203.0.113.{n}", model)
+    local = (f"10.{n}.0.2", 40000 + n)
+    node = ClientNode(TeredoClient(config, rng=random.Random(seed * 1000 + n), local=local), local, resolver)
+    return net.add(node, nat)
+
+
+def qualified(*nodes):
+    return lambda: all(nd.core.qualified for nd in nodes)
+
+
+@pytest.mark.parametrize("model", list(NAT_MODELS))
+def test_nat_type_detected(model):
+    net = Network(seed=1)
+    make_server(net)
+    cl = make_client(net, model, 1)
+    assert net.run(until=60, stop=qualified(cl))
+    assert cl.core.nat is EXPECTED_NAT[model]
+    q = [e for e in cl.events if isinstance(e, Qualified)]
+    assert len(q) == 1 and q[0].server == SRV1 and q[0].mtu == 1280
+    # qualification behind any NAT takes a few round trips, not N x T
+    assert net.now < 1.0
+
+
+@pytest.mark.parametrize("model", list(NAT_MODELS))
+def test_refresh_keeps_address(model):
+    net = Network(seed=2)
+    make_server(net)
+    cl = make_client(net, model, 1)
+    assert net.run(until=60, stop=qualified(cl))
+    addr = cl.core.address
+    net.run(until=600)
+    assert cl.core.qualified and cl.core.address == addr
+    assert not any(isinstance(e, ServerFailed) for e in cl.events)
+
+
+def reachable(model_a, model_b, hairpin=None, seed=3, **cfg):
+    """A pings B's Teredo address; True when the echo reply comes back."""
+    net = Network(seed=seed)
+    make_server(net)
+    if hairpin is None:
+        a = make_client(net, model_a, 1, **cfg)
+        b = make_client(net, model_b, 2, **cfg)
+    else:  # both behind one NAT
+        nat = net.add_nat("203.0.113.9", model_a, hairpin=hairpin)
+        a = make_client(net, model_a, 1, nat=nat, **cfg)
+        b = make_client(net, model_b, 2, nat=nat, **cfg)
+    assert net.run(until=60, stop=qualified(a, b))
+    a.ping(b.core.address, seq=1)
+    return net.run(until=net.now + 30, stop=lambda: 1 in a.replies)
+
+
+PAIRS = list(itertools.product(NAT_MODELS, repeat=2))
+
+
+@pytest.mark.parametrize("model_a,model_b", PAIRS, ids=[f"{a}->{b}" for a, b in PAIRS])
+def test_peer_to_peer_reachability(model_a, model_b):
+    # Without the RFC 6081 symmetric-NAT extension on both sides, a client
+    # behind a symmetric NAT cannot reach (or be reached by) a Teredo peer:
+    # its mapping towards the peer is not the one in its address.
+    expected = "symmetric" not in (model_a, model_b)
+    assert reachable(model_a, model_b) is expected
+
+
+@pytest.mark.parametrize("model", ["full-cone", "restricted", "port-restricted"])
+@pytest.mark.parametrize("hairpin", [True, False])
+def test_same_nat_peers(model, hairpin):
+    # RFC 6081 §5.6: the Alternate Address trailer lets two clients behind
+    # one NAT talk over the LAN even when the NAT does not hairpin.
+    assert reachable(model, model, hairpin=hairpin)
+
+
+@pytest.mark.parametrize("model", ["restricted", "port-restricted"])
+def test_same_nat_without_hairpinning_extension_needs_a_hairpinning_nat(model):
+    assert reachable(model, model, hairpin=True, hairpinning=False)
+    assert not reachable(model, model, hairpin=False, hairpinning=False)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_qualification_under_loss_and_reordering(seed):
+    net = Network(seed=seed, loss=0.2, delay=0.02, jitter=0.05)
+    make_server(net)
+    cl = make_client(net, "port-restricted", 1, seed=seed)
+    assert net.run(until=300, stop=qualified(cl))
+    # loss may hide the secondary's answer (nat unknown) but never invents a cone
+    assert cl.core.nat in (NatType.RESTRICTED, NatType.UNKNOWN)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_peer_to_peer_under_loss(seed):
+    net = Network(seed=seed, loss=0.1, delay=0.02, jitter=0.03)
+    make_server(net)
+    a = make_client(net, "restricted", 1, seed=seed)
+    b = make_client(net, "port-restricted", 2, seed=seed)
+    assert net.run(until=300, stop=qualified(a, b))
+    for seq in range(1, 6):
+        a.ping(b.core.address, seq=seq)
+        net.run(until=net.now + 1.0)
+    assert net.run(until=net.now + 30, stop=lambda: len(a.replies) >= 2)
+
+
+def test_failover_to_second_server_and_name_resolution():
+    net = Network(seed=5)
+    make_server(net)  # only 198.51.100.1/.2 exists
+    cl = make_client(net, "restricted", 1, servers=("teredo.invalid", "dead.example", SRV1),
+                     resolver={"dead.example": ["192.0.2.77"]})
+    assert net.run(until=120, stop=qualified(cl))
+    failed = [e.server for e in cl.events if isinstance(e, ServerFailed)]
+    assert failed == ["teredo.invalid", "dead.example"]
+    assert cl.core.server == SRV1
+    # 192.0.2.77 got N=3 rounds of T=4 s; the unresolvable name failed at once
+    assert 12 <= net.now < 14
+
+
+def test_backoff_then_recovery():
+    net = Network(seed=6)
+    cl = make_client(net, "restricted", 1)
+    net.run(until=13)
+    assert cl.core.state == "failed"
+    make_server(net)
+    assert net.run(until=200, stop=qualified(cl))
+    assert cl.core.state == "qualified"

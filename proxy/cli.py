@@ -29,6 +29,7 @@ __all__ = ["main", "build_parser"]
 #: Sub-command -> module.  Roles whose config ``check-config`` can resolve
 #: are those with a ``load_config``.
 COMMANDS: dict[str, str] = {
+    "client": "proxy.apps.client",
     "server": "proxy.apps.server",
     "demo": "proxy.apps.demo",
 }

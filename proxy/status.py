@@ -8,12 +8,15 @@ mtu, since``; roles add counters.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
 from typing import Any
 
 __all__ = ["StatusFile", "STATES", "NAT_TYPES"]
+
+log = logging.getLogger("proxy.status")
 
 STATES = ("starting", "qualifying", "qualified", "failed")
 NAT_TYPES = ("open", "cone", "restricted", "symmetric", "unknown")
@@ -24,6 +27,7 @@ class StatusFile:
 
     def __init__(self, path: str | None, role: str) -> None:
         self.path = path
+        self._failing = False
         self.data: dict[str, Any] = {
             "role": role,
             "state": "starting",
@@ -43,8 +47,19 @@ class StatusFile:
         self.write()
 
     def write(self) -> None:
+        """Rewrite the file; a failure is logged (once) and never stops the role."""
         if not self.path:
             return
+        try:
+            self._write()
+        except OSError as e:
+            if not self._failing:
+                log.warning("cannot write status file %s: %s", self.path, e)
+            self._failing = True
+        else:
+            self._failing = False
+
+    def _write(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
         fd, tmp = tempfile.mkstemp(prefix=".status-", dir=directory)
         try:

@@ -36,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-native", action="store_true", help="do not forward to native IPv6 (no raw socket)")
     p.add_argument("--auth-keys", metavar="FILE", help="client-id:hex-key lines for secure qualification")
     p.add_argument("--require-auth", action="store_true", help="answer only authenticated RSs")
+    p.add_argument("--rs-rate", type=float, metavar="N", help="RS per second per client address (default 5)")
+    p.add_argument("--rs-burst", type=int, metavar="N", help="RS burst per client address (default 20)")
     p.add_argument("--allow-loopback", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--user", metavar="NAME", help="drop privileges to NAME after binding")
     p.add_argument("--status-file", metavar="PATH", help="JSON status, rewritten atomically")

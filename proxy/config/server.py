@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from proxy.config.miredo import load_miredo_conf
-from proxy.constants import TEREDO_MTU, TEREDO_PORT, TEREDO_PREFIX
+from proxy.constants import (
+    SERVER_NATIVE_BURST,
+    SERVER_NATIVE_RATE,
+    SERVER_RS_BURST,
+    SERVER_RS_RATE,
+    TEREDO_MTU,
+    TEREDO_PORT,
+    TEREDO_PREFIX,
+)
 from proxy.errors import ConfigError
 from proxy.teredo.ipv4 import global_check
 
@@ -87,6 +95,14 @@ class ServerConfig:
     "Client id -> key for secure qualification (RFC 4380 §5.2.2)."
     require_auth: bool = False
     "Refuse RSs that do not authenticate with a known key."
+    rs_rate: float = SERVER_RS_RATE
+    "Router Solicitations per second accepted from one IPv4 address."
+    rs_burst: int = SERVER_RS_BURST
+    "Burst of Router Solicitations from one IPv4 address."
+    native_rate: float = SERVER_NATIVE_RATE
+    "Packets per second forwarded to native IPv6, all clients together."
+    native_burst: int = SERVER_NATIVE_BURST
+    "Burst of native forwarding."
     user: str | None = None
     "Drop privileges to this user after binding (--user)."
     status_file: str | None = None
@@ -109,6 +125,8 @@ class ServerConfig:
             raise ConfigError("--port", f"{self.port} is not a port")
         if not 1280 <= self.mtu <= 65535:
             raise ConfigError("--mtu", f"{self.mtu} is outside 1280..65535")
+        if self.rs_rate <= 0 or self.rs_burst < 1 or self.native_rate <= 0 or self.native_burst < 1:
+            raise ConfigError("--rs-rate", "rates must be positive and bursts at least 1")
         if self.require_auth and not self.auth_keys:
             raise ConfigError("--require-auth", "needs --auth-keys")
         return self
@@ -125,6 +143,10 @@ class ServerConfig:
             "allow_loopback": self.allow_loopback,
             "auth_clients": len(self.auth_keys),
             "require_auth": self.require_auth,
+            "rs_rate": self.rs_rate,
+            "rs_burst": self.rs_burst,
+            "native_rate": self.native_rate,
+            "native_burst": self.native_burst,
             "user": self.user,
             "status_file": self.status_file,
             "syslog_facility": self.syslog_facility,
@@ -151,6 +173,7 @@ class ServerConfig:
         flags = {
             "address": args.address, "address2": args.address2, "port": args.port, "mtu": args.mtu,
             "user": args.user, "status_file": args.status_file,
+            "rs_rate": args.rs_rate, "rs_burst": args.rs_burst,
         }
         settings.update({k: v for k, v in flags.items() if v is not None})
         if args.prefix is not None:

@@ -36,9 +36,11 @@ from dataclasses import dataclass
 from proxy.constants import AUTH_INDICATOR, NONCE_LEN, ORIGIN_INDICATOR
 from proxy.errors import DropReason, ParseError
 from proxy.ipstack.wire.ipv6 import IPV6_HEADER, IPV6_HEADER_LEN, NextHeader
+from socket import inet_aton  # pure conversion
+
 from proxy.teredo.ipv4 import ipv4_from_bytes, ipv4_to_bytes
 
-__all__ = ["Authentication", "OriginIndication", "TeredoPacket", "bubble", "ipv6_packet"]
+__all__ = ["Authentication", "OriginIndication", "TeredoPacket", "bubble", "ipv6_packet", "origin_indication"]
 
 _ORIGIN = struct.Struct("!HH4s")
 _PAYLOAD_LEN = struct.Struct("!H")
@@ -118,6 +120,13 @@ class OriginIndication:
     @property
     def endpoint(self) -> tuple[str, int]:
         return (self.ipv4, self.port)
+
+
+def origin_indication(endpoint: tuple[str, int]) -> bytes:
+    """``OriginIndication(*endpoint).emit()`` without the object: hot-path form."""
+    ip, port = endpoint
+    return _ORIGIN.pack(ORIGIN_INDICATOR, port ^ 0xFFFF,
+                        (int.from_bytes(inet_aton(ip), "big") ^ 0xFFFFFFFF).to_bytes(4, "big"))
 
 
 @dataclass(frozen=True, slots=True)

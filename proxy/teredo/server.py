@@ -41,21 +41,20 @@ from proxy.config.server import ServerConfig
 from proxy.constants import (
     ALL_ROUTERS,
     FLAG_CONE,
+    LINK_LOCAL_CONE,
+    LINK_LOCAL_RESTRICTED,
     SERVER_MAX_ICMP_PAYLOAD,
-    SERVER_NATIVE_BURST,
-    SERVER_NATIVE_RATE,
     SERVER_RATE_TABLE_SIZE,
-    SERVER_RS_BURST,
-    SERVER_RS_RATE,
 )
 from proxy.errors import DropReason, ParseError
 from proxy.ipstack.wire.icmpv6 import Echo, Icmpv6Type, icmpv6_checksum_ok
 from proxy.ipstack.wire.ipv6 import IPV6_HEADER_LEN, NextHeader
+from proxy.ipstack.wire.ndisc import RouterSolicitation
 from proxy.teredo import auth as teredo_auth
 from proxy.teredo.address import mapped_endpoint, server_link_local
 from proxy.teredo.ipv4 import global_check, ipv4_to_bytes
-from proxy.teredo.messages import router_advertisement
-from proxy.teredo.packet import Authentication, OriginIndication, TeredoPacket, ipv6_packet
+from proxy.teredo.messages import RouterAdvertisementTemplate, is_valid_router_solicitation
+from proxy.teredo.packet import Authentication, TeredoPacket, ipv6_packet, origin_indication
 from proxy.teredo.ratelimit import KeyedTokenBuckets, TokenBucket
 
 if TYPE_CHECKING:
@@ -68,6 +67,15 @@ log = logging.getLogger("proxy.teredo.server")
 
 _UNSPECIFIED = bytes(16)
 _LOOPBACK = bytes(15) + b"\x01"
+
+
+#: The standard RS (RFC 4380 §5.2.1): IPv6 header start (payload 8, ICMPv6,
+#: hop limit 255) and, per well-known source, destination + valid RS message.
+_RS_IPV6_HEAD = bytes.fromhex("60000000" "0008" "3a" "ff")
+_RS_TAIL = {
+    src: ALL_ROUTERS + RouterSolicitation().emit(src, ALL_ROUTERS)
+    for src in (LINK_LOCAL_RESTRICTED, LINK_LOCAL_CONE)
+}
 
 
 def _ipv6_is_global(addr: bytes) -> bool:
@@ -89,15 +97,20 @@ class TeredoServer:
         self.primary: Endpoint = (config.address, config.port)
         self.secondary: Endpoint = (config.address2, config.port)
         self.link_local = server_link_local(config.address, config.port)
+        self._ra = RouterAdvertisementTemplate(
+            server=config.address, server_link_local=self.link_local, mtu=config.mtu, prefix=config.prefix
+        )
         self._prefix = config.prefix.to_bytes(4, "big")
         self._server_field = ipv4_to_bytes(config.address)
         self._is_global = global_check(config.allow_loopback)
         self._rs_limit: KeyedTokenBuckets[str] = KeyedTokenBuckets(
-            SERVER_RS_RATE, SERVER_RS_BURST, SERVER_RATE_TABLE_SIZE
+            config.rs_rate, config.rs_burst, SERVER_RATE_TABLE_SIZE
         )
-        self._native_limit = TokenBucket(SERVER_NATIVE_RATE, SERVER_NATIVE_BURST)
+        self._native_limit = TokenBucket(config.native_rate, config.native_burst)
         self._datagrams: list[tuple[bytes, Endpoint, Endpoint]] = []
         self._native: list[bytes] = []
+        self.fast_rs = True
+        "Recognise the standard 61-byte RS without a full parse (same outcome)."
         self.drops: Counter[DropReason] = Counter()
         "Refused packets by reason."
         self.stats: Counter[str] = Counter()
@@ -110,7 +123,8 @@ class TeredoServer:
         Never raises for any ``data``: refusals are counted in :attr:`drops`.
         """
         try:
-            self._process(data, local == self.secondary, addr, now)
+            if not (self.fast_rs and self._fast_router_solicitation(data, local, addr, now)):
+                self._process(data, local == self.secondary, addr, now)
         except ParseError as e:
             self._drop(e.reason, addr, e.detail)
 
@@ -131,6 +145,34 @@ class TeredoServer:
         return out
 
     # -- §5.3.1 ----------------------------------------------------------------
+    def _fast_router_solicitation(self, data: bytes | memoryview, local: Endpoint, addr: Endpoint, now: float) -> bool:
+        """The common case, decided by value: a 61-byte RS exactly as Miredo,
+        Windows and our client send it (authentication indicator with nonce
+        and no id, restricted or cone source, no options).  Such a packet
+        passes checks 1 and 2 and is case 4 by construction; the remaining
+        checks run in the same order as in :meth:`_process`.  Returns False
+        to send anything else down the general path.
+        """
+        if len(data) != 61 or data[:4] != b"\x00\x01\x00\x00" or data[13:21] != _RS_IPV6_HEAD:
+            return False
+        src = bytes(data[21:37])
+        if bytes(data[37:61]) != _RS_TAIL.get(src):
+            return False
+        if self.config.require_auth:
+            return False  # the general path explains the refusal
+        if not self._is_global(addr[0]):                       # case 3
+            raise ParseError(DropReason.SERVER_SOURCE_NOT_GLOBAL, addr[0])
+        if addr == self.primary or addr == self.secondary:     # loop prevention
+            raise ParseError(DropReason.SERVER_LOOP)
+        self.stats["rs"] += 1
+        if not self._rs_limit.allow(addr[0], now):
+            raise ParseError(DropReason.SERVER_RATE_LIMITED, "router solicitations")
+        secondary = (local == self.secondary) != bool(src[8] & (FLAG_CONE >> 8))
+        ra = self._ra.build(src, bytes(data[4:12]), origin_indication(addr))
+        self._datagrams.append((ra, self.secondary if secondary else self.primary, addr))
+        self.stats["ra"] += 1
+        return True
+
     def _drop(self, reason: DropReason, addr: Endpoint, detail: str = "") -> None:
         self.drops[reason] += 1
         if log.isEnabledFor(logging.DEBUG):
@@ -234,8 +276,7 @@ class TeredoServer:
     ) -> None:
         """RFC 4380 §5.3.2: answer a Router Solicitation."""
         self.stats["rs"] += 1
-        msg = packet.payload
-        if msg[1] != 0 or not icmpv6_checksum_ok(src, packet.dst, msg):
+        if not is_valid_router_solicitation(src, packet.dst, packet.payload):
             raise ParseError(DropReason.SERVER_BAD_RS, "code or checksum")
         if not self._rs_limit.allow(addr[0], now):
             raise ParseError(DropReason.SERVER_RATE_LIMITED, "router solicitations")
@@ -246,15 +287,7 @@ class TeredoServer:
         if src[8] & (FLAG_CONE >> 8):
             secondary = not secondary
         nonce = packet.auth.nonce if packet.auth is not None else None
-        ra = router_advertisement(
-            server=self.config.address,
-            server_link_local=self.link_local,
-            client_link_local=src,
-            origin=addr,
-            nonce=nonce,
-            mtu=self.config.mtu,
-            prefix=self.config.prefix,
-        )
+        ra = self._ra.build(src, nonce, origin_indication(addr))
         if key is not None:
             ra = self._sign(ra, packet.auth, key)
         self._datagrams.append((ra, self.secondary if secondary else self.primary, addr))
@@ -292,8 +325,7 @@ class TeredoServer:
         req = Echo.parse(packet.payload)
         reply = Echo(False, req.ident, req.seq, req.data).emit(self.link_local, src)
         ip6 = ipv6_packet(self.link_local, src, NextHeader.ICMPV6, reply, 64)
-        origin = OriginIndication(*addr).emit()
-        self._datagrams.append((origin + ip6, self.secondary if secondary else self.primary, addr))
+        self._datagrams.append((origin_indication(addr) + ip6, self.secondary if secondary else self.primary, addr))
         self.stats["echo"] += 1
 
     def _forward_native(self, ip6: bytes, addr: Endpoint, now: float) -> None:
@@ -318,6 +350,6 @@ class TeredoServer:
         target = mapped_endpoint(dst)
         if not self._is_global(target[0]):
             raise ParseError(DropReason.SERVER_TEREDO_DEST_NOT_GLOBAL, target[0])
-        head = OriginIndication(*addr).emit() if dst[4:8] == self._server_field else b""
+        head = origin_indication(addr) if dst[4:8] == self._server_field else b""
         self._datagrams.append((head + ip6 + trailer, self.primary, target))
         self.stats["forwarded_teredo"] += 1

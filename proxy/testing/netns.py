@@ -280,9 +280,12 @@ class Lab:
                       10, "Miredo relay's teredo interface")
         self.run("relay", "ip", "-6", "route", "replace", "2001::/32", "dev", "teredo")
 
-    def start_miredo_client(self, host: str = "cli2", server: str = SRV1, name: str = "miredo-client") -> None:
-        conf = self.write_file(f"{name}.conf",
-                               f"RelayType client\nServerAddress {server}\nInterfaceName teredo\n".encode())
+    def start_miredo_client(self, host: str = "cli2", server: str = SRV1, name: str = "miredo-client",
+                            bind_port: int | None = None) -> None:
+        text = f"RelayType client\nServerAddress {server}\nInterfaceName teredo\n"
+        if bind_port is not None:
+            text += f"BindPort {bind_port}\n"
+        conf = self.write_file(f"{name}.conf", text.encode())
         self.spawn(name, host, _miredo_bin("miredo"), "-f", "-c", conf,
                    "-p", os.path.join(self.workdir, f"{name}.pid"))
 

@@ -84,3 +84,34 @@ def test_ra_validity_rules(name, packet):
 def test_obsolete_prefix_is_rewritten():
     ra = dataclasses.replace(GOOD, prefixes=(PrefixInformation(bytes.fromhex("3ffe831fc6336401") + bytes(8)),))
     assert parse_router_advertisement(rebuild(ra)).prefix == 0x20010000
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from proxy.teredo.messages import RouterAdvertisementTemplate, is_valid_router_solicitation  # noqa: E402
+from proxy.teredo.packet import OriginIndication, origin_indication  # noqa: E402
+
+
+@given(st.binary(min_size=16, max_size=16), st.none() | st.binary(min_size=8, max_size=8),
+       st.sampled_from(["198.51.100.20", "1.2.3.4", "255.255.255.255"]), st.integers(0, 65535),
+       st.sampled_from([1280, 1400, 65535]), st.sampled_from([0x20010000, 0x3FFE831F]))
+def test_ra_template_is_byte_identical(dst, nonce, ip, port, mtu, prefix):
+    ll = server_link_local("198.51.100.1")
+    t = RouterAdvertisementTemplate(server="198.51.100.1", server_link_local=ll, mtu=mtu, prefix=prefix)
+    assert origin_indication((ip, port)) == OriginIndication(ip, port).emit()
+    assert t.build(dst, nonce, origin_indication((ip, port))) == router_advertisement(
+        server="198.51.100.1", server_link_local=ll, client_link_local=dst, origin=(ip, port),
+        nonce=nonce, mtu=mtu, prefix=prefix)
+
+
+def test_rs_validity():
+    from proxy.constants import ALL_ROUTERS
+    for cone in (False, True):
+        p = TeredoPacket.parse(router_solicitation(NONCE, cone=cone))
+        assert is_valid_router_solicitation(p.src, p.dst, p.payload)
+        bad = bytearray(p.payload)
+        bad[4] = 1
+        assert not is_valid_router_solicitation(p.src, p.dst, bytes(bad))
+    other = bytes.fromhex("fe800000000000000000000000001234")
+    from proxy.ipstack.wire.ndisc import RouterSolicitation
+    assert is_valid_router_solicitation(other, ALL_ROUTERS, RouterSolicitation().emit(other, ALL_ROUTERS))

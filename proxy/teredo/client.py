@@ -81,8 +81,10 @@ class TeredoClient(SendRules, ReceiveRules):
         self._is_global = global_check(config.allow_loopback)
         self._pings: OrderedDict[bytes, bytes] = OrderedDict()
         "Relay-discovery echo nonce -> the native address it tests (§5.2.9)."
-        self._alternates: OrderedDict[bytes, tuple[Endpoint, ...]] = OrderedDict()
-        "Same-NAT peers' advertised local endpoints (RFC 6081 §5.6)."
+        self._bubble_nonces: OrderedDict[bytes, bytes] = OrderedDict()
+        "Link-local source of an indirect bubble -> the peer it went to."
+        self._alternates: OrderedDict[Endpoint, tuple[Endpoint, ...]] = OrderedDict()
+        "Same-NAT peers' public mapping -> their advertised local endpoints (RFC 6081 §5.6)."
         self._pending: dict[bytes, float] = {}
         "Peers with queued packets -> when to bubble or ping again."
         self._ident = rng.getrandbits(16)
@@ -212,6 +214,7 @@ class TeredoClient(SendRules, ReceiveRules):
         self.peers.clear()
         self._pending.clear()
         self._pings.clear()
+        self._bubble_nonces.clear()
         self._alternates.clear()
 
     def _drop(self, reason: DropReason, addr: Endpoint | None, detail: str = "") -> None:

@@ -23,6 +23,9 @@ A mixin of :class:`~proxy.teredo.client.TeredoClient`.  Order of the checks:
      trust it, send the queued packets; the reply is consumed;
   3. a Teredo source whose embedded mapping is the UDP source: create or
      update the entry, trusted; bubbles are consumed, the rest delivered;
+     also a bubble addressed to the random link-local source of one of our
+     indirect bubbles to that peer (Miredo's scheme): trusted at its actual
+     endpoint, which NATs that move ports make differ from its address;
   5. (RFC 6081 §5.6 hairpinning) a Teredo source behind our own NAT
      (same mapped IPv4) reaching us from a local endpoint it advertised in
      an Alternate Address trailer: trusted with that endpoint;
@@ -56,6 +59,7 @@ __all__ = ["ReceiveRules"]
 
 Endpoint = tuple[str, int]
 log = logging.getLogger("proxy.teredo.client")
+_LINK_LOCAL_PREFIX = b"\xfe\x80" + bytes(6)
 
 
 class ReceiveRules:
@@ -68,7 +72,8 @@ class ReceiveRules:
     stats: Counter[str]
     drops: Counter[DropReason]
     _pings: OrderedDict[bytes, bytes]
-    _alternates: OrderedDict[bytes, tuple[Endpoint, ...]]
+    _bubble_nonces: OrderedDict[bytes, bytes]
+    _alternates: OrderedDict[Endpoint, tuple[Endpoint, ...]]
     _pending: dict[bytes, float]
 
     # provided by TeredoClient / SendRules
@@ -109,6 +114,14 @@ class ReceiveRules:
                 # source address tells where the peer is.
                 self._answer_indirect_bubble(packet, mapped_endpoint(src), now)
                 return
+        if packet.is_bubble and dst[:8] == _LINK_LOCAL_PREFIX and self._bubble_nonces.get(dst) == src:
+            # The answer to one of our indirect bubbles: its destination is the
+            # random link-local source we used, so the sender saw our bubble.
+            # Trust it at whatever endpoint it speaks from (Miredo does the same).
+            del self._bubble_nonces[dst]
+            self._trust(self.peers.lookup(src), src, addr, now)
+            self.stats["bubble_replies"] += 1
+            return
         if src[0] == 0xFE and src[1] & 0xC0 == 0x80:
             raise ParseError(DropReason.LINK_LOCAL_SOURCE)
         if dst[0] == 0xFF:
@@ -139,7 +152,7 @@ class ReceiveRules:
             self._deliver(packet, slot, now)
             return
         # RFC 6081 §5.6 (hairpinning): a same-NAT peer from its local endpoint.
-        if teredo_src and self._same_nat(src) and self._local_endpoint_of(packet, src, addr):
+        if teredo_src and self._same_nat(mapped_endpoint(src)) and self._local_endpoint_of(packet, src, addr):
             slot = self._trust(slot, src, addr, now)
             self.stats["hairpin_peers"] += 1
             self._deliver(packet, slot, now)
@@ -193,21 +206,28 @@ class ReceiveRules:
         return True
 
     def _answer_indirect_bubble(self, packet: TeredoPacket, origin: Endpoint, now: float) -> None:
-        """§5.2.3: open our NAT to whoever asked our server to reach us."""
+        """§5.2.3: open our NAT to whoever asked our server to reach us.
+
+        The reply swaps the received addresses (Miredo expects its link-local
+        nonce back).  RFC 6081 §5.6: when the sender sits behind our own NAT
+        and advertised local endpoints, the reply goes there too, and those
+        endpoints are remembered as the sender's.
+        """
         if not self._is_global(origin[0]) or origin[1] == 0:
             raise ParseError(DropReason.SOURCE_NOT_GLOBAL, f"origin {origin[0]}")
         src, dst = packet.src, packet.dst
         if dst != self.qual.address:
             raise ParseError(DropReason.NOT_FOR_US, "indirect bubble")
-        self._send(bubble(dst, src) + self._our_trailer(), origin)
+        reply = bubble(dst, src) + self._our_trailer()
+        self._send(reply, origin)
         self.stats["reply_bubbles"] += 1
-        if is_teredo(src, self._prefix()):
-            self._hairpin_bubble(packet, src, now)
+        for ep in self._learn_alternates(packet, origin):
+            self._send(reply, ep)
 
     # -- RFC 6081 §5.6 hairpinning ---------------------------------------------------
-    def _same_nat(self, src: bytes) -> bool:
+    def _same_nat(self, mapped: Endpoint) -> bool:
         answer = self.qual.answer
-        return answer is not None and mapped_endpoint(src)[0] == answer.mapped[0]
+        return answer is not None and mapped[0] == answer.mapped[0]
 
     def _trailers(self, packet: TeredoPacket) -> Trailers | None:
         if not packet.trailer:
@@ -218,32 +238,35 @@ class ReceiveRules:
             self.drops[DropReason.BAD_TRAILER] += 1
             return None
 
-    def _hairpin_bubble(self, packet: TeredoPacket, src: bytes, now: float) -> None:
-        """A same-NAT peer advertised local endpoints: remember them, bubble them."""
-        if not self.config.hairpinning or not self._same_nat(src):
-            return
+    def _learn_alternates(self, packet: TeredoPacket, mapped: Endpoint) -> tuple[Endpoint, ...]:
+        """Remember the local endpoints a same-NAT sender (public ``mapped``) advertised."""
+        if not self.config.hairpinning or not self._same_nat(mapped):
+            return ()
         t = self._trailers(packet)
         if t is None or not t.alternates:
-            return
-        if src not in self._alternates and len(self._alternates) >= MAX_PEERS_ALTERNATES:
+            return ()
+        if mapped not in self._alternates and len(self._alternates) >= MAX_PEERS_ALTERNATES:
             self._alternates.popitem(last=False)
-        self._alternates[src] = t.alternates
+        self._alternates[mapped] = t.alternates
+        return t.alternates
+
+    def _hairpin_bubble(self, packet: TeredoPacket, src: bytes, now: float) -> None:
+        """A same-NAT peer's bubble listed local endpoints: bubble them back."""
+        alternates = self._learn_alternates(packet, mapped_endpoint(src))
+        if not alternates:
+            return
         slot = self.peers.lookup(src)
-        if slot >= 0 and self.peers.is_reachable(slot, now) and self.peers.endpoint(slot) in t.alternates:
+        if slot >= 0 and self.peers.is_reachable(slot, now) and self.peers.endpoint(slot) in alternates:
             return  # already talking over the local path
         trailer = self._our_trailer()
-        for ep in t.alternates:
+        for ep in alternates:
             self._bubble_to(src, ep, trailer)
 
     def _local_endpoint_of(self, packet: TeredoPacket, src: bytes, addr: Endpoint) -> bool:
-        if addr in self._alternates.get(src, ()):
+        mapped = mapped_endpoint(src)
+        if addr in self._alternates.get(mapped, ()):
             return True
-        if packet.is_bubble and self.config.hairpinning:
-            t = self._trailers(packet)
-            if t is not None and addr in t.alternates:
-                self._alternates[src] = t.alternates
-                return True
-        return False
+        return packet.is_bubble and addr in self._learn_alternates(packet, mapped)
 
 
 def packet_src_text(src: bytes) -> str:

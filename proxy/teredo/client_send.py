@@ -69,6 +69,7 @@ class SendRules:
     stats: Counter[str]
     drops: Counter[DropReason]
     _pings: OrderedDict[bytes, bytes]
+    _bubble_nonces: OrderedDict[bytes, bytes]
     _pending: dict[bytes, float]
     _ident: int
 
@@ -132,6 +133,16 @@ class SendRules:
             return b""
         return Trailers(alternates=(self.local,)).emit()
 
+    def _bubble_nonce(self, peer: bytes) -> bytes:
+        """A fresh fe80::/64 address with 62 random bits (U/L and G bits clear), remembered."""
+        iid = bytearray(self.rng.getrandbits(64).to_bytes(8, "big"))
+        iid[0] &= 0xFC
+        ll = b"\xfe\x80" + bytes(6) + bytes(iid)
+        if len(self._bubble_nonces) >= CLIENT_MAX_PEERS:
+            self._bubble_nonces.popitem(last=False)
+        self._bubble_nonces[ll] = peer
+        return ll
+
     def _bubble_to(self, dst: bytes, to: Endpoint, trailer: bytes = b"") -> None:
         self._send(bubble(self.qual.address, dst) + trailer, to)
         self.stats["bubbles"] += 1
@@ -145,7 +156,12 @@ class SendRules:
             if self.qual.nat not in (NatType.CONE, NatType.OPEN):
                 self._bubble_to(dst, mapped_endpoint(dst), trailer)
             # Indirect bubble through the peer's server: it opens the peer's NAT.
-            self._bubble_to(dst, (server_ipv4(dst), self.config.server_port), trailer)
+            # Its source is a random link-local address that the peer's reply
+            # bubble carries back as destination (Miredo's scheme): that reply
+            # proves the peer saw our bubble even when it comes from another
+            # mapping than its address says (NATs that move ports).
+            self._send(bubble(self._bubble_nonce(dst), dst) + trailer, (server_ipv4(dst), self.config.server_port))
+            self.stats["bubbles"] += 1
             self._pending[dst] = now + PING_INTERVAL
         elif decision is Probe.WAIT:
             self._wait(dst, now)

@@ -379,6 +379,10 @@ class Qualifier:
             if answer.mapped == first.mapped:
                 nat = NatType.OPEN if self.local is not None and first.mapped == self.local else NatType.RESTRICTED
                 self._qualify(first, nat, now)
+            elif self._cone_probe_collision(first, answer):
+                log.info("secondary mapping %s:%d differs from %s:%d only because the unanswered cone RA "
+                         "took the port (port-preserving NAT): restricted", *answer.mapped, *first.mapped)
+                self._qualify(first, NatType.RESTRICTED, now)
             elif self.config.accept_symmetric:
                 log.info("symmetric NAT: %s:%d via the primary, %s:%d via the secondary (RFC 6081 §3.1)",
                          *first.mapped, *answer.mapped)
@@ -396,6 +400,27 @@ class Qualifier:
                 self._old_address = self.address
                 self._begin_probing(self.primary[0], now)
         # else: a late answer for a phase already over (duplicate RA): ignore
+
+    def _cone_probe_collision(self, first: QualificationAnswer, second: QualificationAnswer) -> bool:
+        """Whether a port-preserving NAT moved the secondary mapping because of the cone probe.
+
+        DEVIATION (a refinement of RFC 4380 §5.2.1 learnt in the lab): the
+        cone RA that a non-cone NAT filters out still leaves state behind in
+        stateful NATs such as Linux conntrack (MASQUERADE): the tuple
+        (secondary:3544, public:P) is taken, so our own later RS to the
+        secondary address cannot keep port P and gets another one.  Followed
+        to the letter, the RFC order calls every such NAT symmetric (Windows
+        clients are known to).  When the NAT preserved our local port
+        towards the primary and only the port differs towards the
+        secondary, the collision explains the difference; a symmetric NAT
+        (``--random-fully``) does not preserve ports to begin with.
+        """
+        return (
+            self.config.cone_probe
+            and self.local is not None
+            and first.mapped[0] == second.mapped[0]
+            and first.mapped[1] == self.local[1]
+        )
 
     def _start_server(self, now: float) -> None:
         entry = self.servers[self.index]

@@ -22,7 +22,14 @@ model              mapping                 filtering
 ``restricted``     endpoint-independent    address-dependent
 ``port-restricted`` endpoint-independent   address-and-port-dependent
 ``symmetric``      address-and-port-dep.   address-and-port-dependent
+``linux``          per destination, port   address-and-port-dependent
+                   preserving (conntrack)
 =================  ======================  ========================
+
+``linux`` is MASQUERADE as Linux conntrack does it: a mapping per remote
+endpoint that keeps the local port when it can, and an unsolicited packet
+that the filter drops still takes its tuple, so a later mapping towards
+that remote endpoint gets another port (what the lab shows).
 
 (terms of RFC 4787).  ``hairpin=True`` lets a host reach another host
 behind the same NAT through the NAT's public address; hosts of one NAT
@@ -70,6 +77,7 @@ NAT_MODELS: dict[str, tuple[str, str] | None] = {
     "restricted": ("endpoint", "address"),
     "port-restricted": ("endpoint", "port"),
     "symmetric": ("port", "port"),
+    "linux": ("port", "port"),
 }
 
 
@@ -85,6 +93,7 @@ class Nat:
     mappings: dict[tuple, int] = field(default_factory=dict)
     inside: dict[int, Endpoint] = field(default_factory=dict)
     allowed: dict[int, set] = field(default_factory=dict)
+    blocked: set = field(default_factory=set)
     dropped: int = 0
 
     def __post_init__(self) -> None:
@@ -92,6 +101,9 @@ class Nat:
         if spec is None:
             raise ValueError("'open' is no NAT: attach the host directly")
         self.mapping, self.filtering = spec
+        self.conntrack = self.model == "linux"
+        if self.conntrack:
+            self.port_preserving = True
 
     def _key(self, src: Endpoint, dst: Endpoint) -> tuple:
         if self.mapping == "endpoint":
@@ -105,27 +117,30 @@ class Nat:
         key = self._key(src, dst)
         port = self.mappings.get(key)
         if port is None:
-            port = src[1] if self.port_preserving and src[1] not in self.inside else 0
-            while not port or port in self.inside:
+            port = 0
+            if self.port_preserving:
+                owner = self.inside.get(src[1])
+                if (owner is None or owner == src) and (dst, src[1]) not in self.blocked:
+                    port = src[1]
+            while not port or (port in self.inside and self.inside[port] != src):
                 port = self.rng.randrange(1024, 65536)
             self.mappings[key] = port
             self.inside[port] = src
-            self.allowed[port] = set()
+            self.allowed.setdefault(port, set())
         self.allowed[port].add(dst[0] if self.filtering == "address" else dst)
         return (self.public_ip, port)
 
     def inbound(self, src: Endpoint, port: int) -> Endpoint | None:
         """The private endpoint a datagram from ``src`` to our ``port`` goes to, or None."""
         inner = self.inside.get(port)
-        if inner is None:
-            self.dropped += 1
-            return None
-        if self.filtering == "endpoint":
-            return inner
-        perm = self.allowed[port]
-        if (src[0] if self.filtering == "address" else src) in perm:
-            return inner
+        if inner is not None:
+            if self.filtering == "endpoint":
+                return inner
+            if (src[0] if self.filtering == "address" else src) in self.allowed[port]:
+                return inner
         self.dropped += 1
+        if self.conntrack:
+            self.blocked.add((src, port))  # the dropped packet's conntrack entry holds the tuple
         return None
 
 

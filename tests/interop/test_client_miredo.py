@@ -54,7 +54,7 @@ def test_qualifies_against_miredo_server_and_names_the_nat(lab, tp, mode, extra,
     assert st["server"] == SERVER and st["mtu"] == 1280
     assert st["address"].startswith("2001:0:c633:6401:")  # 198.51.100.1 embedded
     if mode == "cone":
-        assert st["address"].endswith(":f227:9c9b:ffeb")  # port 3545, 198.51.100.20 obfuscated
+        assert st["address"].endswith(":f226:39cc:9beb")  # ~3545, ~198.51.100.20
 
 
 def test_ping_native_host_through_miredo_relay(lab, tp):
@@ -68,10 +68,19 @@ def test_ping_native_host_through_miredo_relay(lab, tp):
 
 
 def test_ping_miredo_client_peer_to_peer(lab, tp):
+    """Our client (cone: the lab forwards udp/3545) pings a Miredo client behind MASQUERADE.
+
+    Two Linux MASQUERADE NATs cannot meet over Teredo bubbles (the first
+    direct bubble, filtered, takes the conntrack tuple the peer's answer
+    needs; two Miredo clients fail the same way in this lab), so our side
+    uses the lab's cone mode.  A cone client sends no direct bubble; the
+    Miredo client answers the indirect one from its usual mapping.
+    """
     lab.start_miredo_server()
+    lab.nat_mode("cone")
     lab.start_miredo_client("cli2")
     peer = lab.wait_for(lambda: lab.teredo_address("cli2"), 30, "the Miredo client's Teredo address")
-    r = lab.run("cli", *tp, "client", "--server", SERVER, "--ping", peer, "--count", "3",
+    r = lab.run("cli", *tp, "client", "--server", SERVER, "--port", "3545", "--ping", peer, "--count", "3",
                 "--interval", "0.5", check=False, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr + lab.log("miredo-client")
     assert f"bytes from {peer}: icmp_seq=" in r.stdout

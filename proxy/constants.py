@@ -157,3 +157,48 @@ SERVER_NATIVE_RATE = 20000.0
 SERVER_NATIVE_BURST = 2000
 #: Miredo server.c: retries of a raw send failing with an ICMP-induced errno.
 SERVER_RAW_SEND_RETRIES = 10
+
+# ---------------------------------------------------------------------------
+# Peer table layout (proxy/teredo/peers.py; our design, see docs/relay.md)
+# ---------------------------------------------------------------------------
+
+#: Slots per bucket of the two-choice cuckoo table: one bucket's keys are a
+#: 128-byte run searched with a single C-level ``bytearray.find``.
+PEER_BUCKET_SLOTS = 8
+#: Buckets are sized so the nominal capacity fills at most this share of the
+#: slots; bucketized cuckoo hashing with 8-slot buckets inserts reliably to
+#: about 0.97 (Erlingsson et al. 2006), so 0.93 leaves headroom.
+PEER_TABLE_LOAD = 0.9
+#: Displacements tried before an insertion gives up (table "full").
+PEER_CUCKOO_KICKS = 256
+#: Times are stored as signed 32-bit counts of this many seconds (a 17-year
+#: range of monotonic time); rate rules round transmissions up, receptions
+#: down, so every RFC interval is honoured conservatively.
+PEER_TIME_UNIT = 0.25
+#: Expiry sweep: slots examined (C-level scan) and entries removed per
+#: ``handle_timer`` call, and the delay between calls while a pass runs.
+PEER_SWEEP_SLOTS = 65536
+PEER_SWEEP_REMOVALS = 8192
+PEER_SWEEP_INTERVAL = 0.05
+#: Peers that may hold queued packets at once (each at most
+#: PEER_QUEUE_BYTES): bounds queue memory to about 20 MiB.
+MAX_QUEUED_PEERS = 16384
+
+# ---------------------------------------------------------------------------
+# Teredo relay (RFC 4380 §5.4; Miredo relay.c, relayd.c)
+# ---------------------------------------------------------------------------
+
+#: Miredo relayd.c: a relay's default tunnel MTU (InterfaceMTU).
+RELAY_MTU = 1280
+#: Miredo relayd.c: the relay's tunnel interface carries this link-local
+#: address (fe80::ffff:ffff:ffff/64) and routes the prefix with metric 1024.
+RELAY_LINK_LOCAL = LINK_LOCAL_RESTRICTED
+RELAY_ROUTE_METRIC = 1024
+#: Largest IPv6 packet read from the native side or a UDP datagram
+#: (RFC 4380 §5.1.2 allows up to the UDP maximum).
+RELAY_MAX_PACKET = MAX_UDP_PAYLOAD
+#: Datagrams drained per readiness callback before yielding to the loop,
+#: so one busy socket cannot starve the other direction.
+RELAY_DRAIN_BATCH = 256
+#: Default hard cap on the relay's peer table (Miredo's Judy cap).
+RELAY_MAX_PEERS = MAX_PEERS

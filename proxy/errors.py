@@ -90,6 +90,13 @@ class DropReason(enum.Enum):
     NOT_FROM_PEER = "not-from-peer"
     SOURCE_NOT_OURS = "source-not-our-address"
 
+    # --- Relay (RFC 4380 §5.4) ------------------------------------------------
+    TEREDO_TRANSIT = "teredo-to-teredo-transit"
+    SOURCE_NOT_GLOBAL_IPV6 = "ipv6-source-not-global"
+    BUBBLE_GIVE_UP = "peer-never-answered"
+    ICMP_RATE_LIMITED = "icmpv6-error-rate-limited"
+    SEND_FAILED = "send-failed"
+
     # --- IPv6 host stack -----------------------------------------------------
     BAD_CHECKSUM = "bad-checksum"
     BAD_HEADER = "bad-header"

@@ -81,7 +81,7 @@ RESTART_BACKOFF_MAX = 100.0
 #: the cone RA is due about one round trip later.  Grace = max(MIN, 4 x RTT),
 #: at most the qualification timeout T.  (Ours: the RFC probes one after the
 #: other, which costs N x T = 12 s behind every non-cone NAT.)
-CONE_GRACE_MIN = 0.25
+CONE_GRACE_MIN = 0.1
 CONE_GRACE_RTT_FACTOR = 4.0
 #: How long the driver may take to answer a ResolveServer request.
 RESOLVE_TIMEOUT = 10.0
@@ -101,6 +101,8 @@ CLIENT_MAX_PEERS = 4096
 MAX_PEERS_ALTERNATES = 256
 #: When a rate rule says "wait" (the 2 s spacing is not over), look again this much later.
 PROBE_RECHECK = 0.1
+#: Peers of a client that may have packets queued at once.
+CLIENT_MAX_QUEUED_PEERS = 1024
 #: Packets delivered to the local stack but not yet pulled are bounded too.
 CLIENT_STACK_QUEUE = 4096
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from proxy.config.client import ClientConfig
 from proxy.constants import (
     CLIENT_MAX_PEERS,
+    CLIENT_MAX_QUEUED_PEERS,
     CLIENT_STACK_QUEUE,
     ICMP_ERROR_BURST,
     ICMP_ERROR_QUOTE,
@@ -43,7 +44,7 @@ from proxy.constants import (
 from proxy.errors import DropReason, ParseError
 from proxy.ipstack.wire.icmpv6 import Icmpv6Error, Icmpv6Type
 from proxy.ipstack.wire.ipv6 import NextHeader
-from proxy.teredo._peers_shim import PeerTable
+from proxy.teredo.peers import PeerTable
 from proxy.teredo.client_events import AddressChanged, ClientEvent, NatType, QualificationLost, Qualified
 from proxy.teredo.client_receive import ReceiveRules
 from proxy.teredo.client_send import SendRules
@@ -77,7 +78,7 @@ class TeredoClient(SendRules, ReceiveRules):
         self.rng = rng
         self.local = local
         self.qual = Qualifier(config, rng=rng, local=local)
-        self.peers = PeerTable(CLIENT_MAX_PEERS)
+        self.peers = PeerTable(CLIENT_MAX_PEERS, max_queued_peers=CLIENT_MAX_QUEUED_PEERS)
         self._is_global = global_check(config.allow_loopback)
         self._pings: OrderedDict[bytes, bytes] = OrderedDict()
         "Relay-discovery echo nonce -> the native address it tests (§5.2.9)."
@@ -136,7 +137,12 @@ class TeredoClient(SendRules, ReceiveRules):
         self._pump()
         if self._pending:
             self._retry_pending(now)
-        self.peers.handle_timer(now)
+        for key, queued in self.peers.handle_timer(now):
+            # expired entries: what still waited for them never left
+            self._pending.pop(key, None)
+            for packet, tag in queued:
+                if tag is None:
+                    self._unreachable(packet, 3, now)
 
     def poll_at(self) -> float | None:
         if not self._started:

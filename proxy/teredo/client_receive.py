@@ -46,7 +46,7 @@ from proxy.constants import MAX_PEERS_ALTERNATES, PING_NONCE_LEN
 from proxy.errors import DropReason, ParseError
 from proxy.ipstack.wire.icmpv6 import Echo, Icmpv6Type, icmpv6_checksum_ok
 from proxy.ipstack.wire.ipv6 import NextHeader
-from proxy.teredo._peers_shim import PeerTable
+from proxy.teredo.peers import PeerTable
 from proxy.teredo.address import is_teredo, mapped_endpoint
 from proxy.teredo.packet import TeredoPacket, bubble
 from proxy.teredo.qualification import Qualifier
@@ -60,6 +60,7 @@ __all__ = ["ReceiveRules"]
 Endpoint = tuple[str, int]
 log = logging.getLogger("proxy.teredo.client")
 _LINK_LOCAL_PREFIX = b"\xfe\x80" + bytes(6)
+_UNSPECIFIED = bytes(16)
 
 
 class ReceiveRules:
@@ -128,6 +129,8 @@ class ReceiveRules:
             raise ParseError(DropReason.MULTICAST_DESTINATION)
         if dst != q.address:
             raise ParseError(DropReason.NOT_FOR_US)
+        if src == _UNSPECIFIED or src == dst:
+            raise ParseError(DropReason.SOURCE_NOT_GLOBAL, "unspecified or our own source address")
         peers = self.peers
         slot = peers.lookup(src)
         # Case 1: a trusted entry whose mapping is the sender.

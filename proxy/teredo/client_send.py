@@ -42,7 +42,7 @@ from proxy.constants import (
 from proxy.errors import DropReason, ParseError
 from proxy.ipstack.wire.icmpv6 import Echo, UnreachableCode
 from proxy.ipstack.wire.ipv6 import Ipv6Header, NextHeader
-from proxy.teredo._peers_shim import PeerTable, Probe
+from proxy.teredo.peers import PeerTable, Probe
 from proxy.teredo.address import is_teredo, mapped_endpoint, server_ipv4
 from proxy.teredo.client_events import NatType
 from proxy.teredo.packet import bubble, ipv6_packet
@@ -56,6 +56,7 @@ __all__ = ["SendRules"]
 
 Endpoint = tuple[str, int]
 log = logging.getLogger("proxy.teredo.client")
+_UNSPECIFIED = bytes(16)
 
 
 class SendRules:
@@ -88,6 +89,8 @@ class SendRules:
             raise ParseError(DropReason.NOT_QUALIFIED, "no Teredo address yet")
         if dst[0] == 0xFF:
             raise ParseError(DropReason.MULTICAST_DESTINATION)
+        if dst == _UNSPECIFIED or dst[:2] == b"\xfe\x80":
+            raise ParseError(DropReason.DESTINATION_NOT_GLOBAL, "unspecified or link-local destination")
         if hdr.src != self.qual.address:
             # Miredo: relaying for other sources would make us an open relay.
             self._unreachable(packet, UnreachableCode.SOURCE_POLICY, now)

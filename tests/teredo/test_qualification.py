@@ -125,7 +125,7 @@ def test_restricted_then_grace_then_secondary_same_mapping_is_restricted():
     q = make()
     to_cone_wait(q)
     assert q.state is QState.CONE_WAIT
-    assert q.poll_at() == pytest.approx(0.01 + 0.25)  # max(0.25, 4 x RTT)
+    assert q.poll_at() == pytest.approx(0.01 + 0.1)  # max(0.1, 4 x RTT)
     q.handle_timer(0.1)  # early: harmless
     assert q.state is QState.CONE_WAIT and sent(q) == []
     q.handle_timer(q.poll_at())

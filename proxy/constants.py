@@ -81,7 +81,7 @@ RESTART_BACKOFF_MAX = 100.0
 #: the cone RA is due about one round trip later.  Grace = max(MIN, 4 x RTT),
 #: at most the qualification timeout T.  (Ours: the RFC probes one after the
 #: other, which costs N x T = 12 s behind every non-cone NAT.)
-CONE_GRACE_MIN = 0.1
+CONE_GRACE_MIN = 0.02
 CONE_GRACE_RTT_FACTOR = 4.0
 #: How long the driver may take to answer a ResolveServer request.
 RESOLVE_TIMEOUT = 10.0

@@ -15,7 +15,7 @@ One server at a time, taken in order from the configured list:
    random nonces (RFC 5991 §3).  Every T = 4 s they are repeated with new
    nonces, N = 3 times in all (§5.2.1).
 3. **Cone grace** (``CONE_WAIT``): the restricted RA is in; the cone RA is
-   due about one round trip later.  It gets ``max(0.1 s, 4 x RTT)``.  If it
+   due about one round trip later.  It gets ``max(20 ms, 4 x RTT)``.  If it
    arrives the NAT is a cone (or there is none: ``open``).
 4. **Secondary check** (``SECONDARY``): a restricted RS to the server's
    *secondary* address.  The same mapping in its RA means the NAT maps

@@ -125,8 +125,8 @@ def test_restricted_then_grace_then_secondary_same_mapping_is_restricted():
     q = make()
     to_cone_wait(q)
     assert q.state is QState.CONE_WAIT
-    assert q.poll_at() == pytest.approx(0.01 + 0.1)  # max(0.1, 4 x RTT)
-    q.handle_timer(0.1)  # early: harmless
+    assert q.poll_at() == pytest.approx(0.01 + 0.04)  # max(0.02, 4 x RTT)
+    q.handle_timer(0.03)  # early: harmless
     assert q.state is QState.CONE_WAIT and sent(q) == []
     q.handle_timer(q.poll_at())
     (rs,) = sent(q)

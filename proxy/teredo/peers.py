@@ -328,6 +328,11 @@ class PeerTable:
             return -1
         return self._slot_of(key, hash(key))
 
+    def peek(self, key: bytes) -> int:
+        """The slot of the live entry for ``key`` without counting a use, or -1."""
+        i = self._locate(key)
+        return i if i >= 0 and self._alive(i) else -1
+
     def _alive(self, i: int) -> bool:
         g = self.gen[i]
         return g != 0 and g in self._ep

@@ -257,8 +257,6 @@ class RelayNode(Node):
         self.core.datagram_received(data, src, now)
 
     def outputs(self) -> list[tuple[bytes, Endpoint, Endpoint]]:
-        while self.core.next_event() is not None:
-            pass
         return [(d, self.local, to) for d, to in self.core.datagrams_to_send()]
 
     def ipv6_out(self) -> list[bytes]:

@@ -11,14 +11,10 @@ import random
 
 import pytest
 
-from proxy.config.client import ClientConfig
-from proxy.config.server import ServerConfig
-from proxy.teredo.client import TeredoClient
 from proxy.teredo.client_events import NatType, Qualified, ServerFailed
-from proxy.teredo.server import TeredoServer
-from proxy.testing.netsim import NAT_MODELS, ClientNode, Network, ServerNode
+from proxy.testing.netsim import NAT_MODELS, Network
+from proxy.testing.scenarios import SRV1, make_client, make_server, qualified
 
-SRV1, SRV2 = "198.51.100.1", "198.51.100.2"
 EXPECTED_NAT = {
     "open": NatType.OPEN,
     "full-cone": NatType.CONE,
@@ -27,30 +23,6 @@ EXPECTED_NAT = {
     "symmetric": NatType.SYMMETRIC,
     "linux": NatType.RESTRICTED,
 }
-
-
-def make_server(net: Network, address: str = SRV1, address2: str = SRV2) -> ServerNode:
-    cfg = ServerConfig(address=address, address2=address2, forward_native=True).validate()
-    return net.add(ServerNode(TeredoServer(cfg)))
-
-
-def make_client(net: Network, model: str, n: int, *, nat=None, servers=(SRV1,), seed: int = 0,
-                resolver=None, **cfg) -> ClientNode:
-    """Client ``n`` behind its own NAT of ``model`` (or ``nat`` if given)."""
-    config = ClientConfig(servers=tuple(servers), **cfg).validate()
-    if model == "open":
-        local = (f"198.51.100.{100 + n}", 40000 + n)
-        node = ClientNode(TeredoClient(config, rng=random.Random(seed * 1000 + n), local=local), local, resolver)
-        return net.add(node)
-    if nat is None:
-        nat = net.add_nat(f"203.0.113.{n}", model)
-    local = (f"10.{n}.0.2", 40000 + n)
-    node = ClientNode(TeredoClient(config, rng=random.Random(seed * 1000 + n), local=local), local, resolver)
-    return net.add(node, nat)
-
-
-def qualified(*nodes):
-    return lambda: all(nd.core.qualified for nd in nodes)
 
 
 def test_linux_nat_without_the_collision_rule_looks_symmetric():

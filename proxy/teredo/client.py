@@ -135,7 +135,7 @@ class TeredoClient(SendRules, ReceiveRules):
             self.start(now)
         self.qual.handle_timer(now)
         self._pump()
-        if self._pending:
+        if self._pending and self.qual.qualified:
             self._retry_pending(now)
         for key, queued in self.peers.handle_timer(now):
             # expired entries: what still waited for them never left

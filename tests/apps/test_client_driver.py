@@ -104,3 +104,15 @@ def test_check_config_reads_miredo_conf(tmp_path, capsys):
     assert s["servers"] == ["teredo.example.net"] and s["server2"] == "192.0.2.2" and s["port"] == 3545
     conf.write_text("RelayType cone\nServerAddress 192.0.2.1\n")
     assert main(["check-config", "--role", "client", str(conf)]) == 2
+
+
+async def test_server_name_resolved_by_the_driver(server):
+    cfg = ClientConfig(servers=("localhost",), server_port=server.config.port, bind="127.0.0.1",
+                       allow_loopback=True).validate()
+    runner = ClientRunner(cfg, rng=random.Random(10))
+    await runner.start()
+    try:
+        await asyncio.wait_for(runner.qualified_event.wait(), 10)
+        assert runner.core.server == "127.0.0.1"
+    finally:
+        runner.close()

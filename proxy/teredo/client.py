@@ -148,7 +148,7 @@ class TeredoClient(SendRules, ReceiveRules):
         if not self._started:
             return 0.0
         times = [t for t in (self.qual.poll_at(), self.peers.poll_at()) if t is not None]
-        if self._pending:
+        if self._pending and self.qual.qualified:
             times.append(min(self._pending.values()))
         return min(times) if times else None
 

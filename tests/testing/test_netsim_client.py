@@ -168,3 +168,20 @@ def test_backoff_then_recovery():
     make_server(net)
     assert net.run(until=200, stop=qualified(cl))
     assert cl.core.state == "qualified"
+
+
+@pytest.mark.parametrize("model", ["full-cone", "restricted", "port-restricted"])
+def test_nat_reboot_moves_the_mapping_and_the_client_follows(model):
+    from proxy.teredo.client_events import AddressChanged
+
+    net = Network(seed=7)
+    make_server(net)
+    nat = net.add_nat("203.0.113.1", model)
+    cl = make_client(net, model, 1, nat=nat)
+    assert net.run(until=60, stop=qualified(cl))
+    old = cl.core.address
+    nat.mappings.clear(), nat.inside.clear(), nat.allowed.clear(), nat.blocked.clear()
+    nat.port_preserving = False  # the rebooted NAT picks a new port
+    assert net.run(until=net.now + 60, stop=lambda: any(isinstance(e, AddressChanged) for e in cl.events))
+    assert net.run(until=net.now + 10, stop=qualified(cl))
+    assert cl.core.address != old and cl.core.nat is EXPECTED_NAT[model]

@@ -28,7 +28,9 @@ __all__ = ["main", "build_parser"]
 
 #: Sub-command -> module.  Roles whose config ``check-config`` can resolve
 #: are those with a ``load_config``.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "relay": "proxy.apps.relay",
+}
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 

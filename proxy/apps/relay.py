@@ -135,6 +135,16 @@ def make_core(config: RelayConfig, link, icmp_source: bytes | None) -> TeredoRel
     )
 
 
+def update_status(status: StatusFile, **fields: Any) -> None:
+    """Write the status file; a failure (e.g. no permission after --user) is logged, not fatal."""
+    try:
+        status.update(**fields)
+    except OSError as e:
+        if status.path:
+            log.warning("cannot write status file %s: %s", status.path, e.strerror or e)
+            status.path = None  # stop trying
+
+
 def status_fields(core: TeredoRelay, driver: RelayDriver) -> dict[str, Any]:
     return {
         "peers": len(core.peers),
@@ -159,7 +169,7 @@ async def serve(config: RelayConfig, core: TeredoRelay, sock, link, status: Stat
             loop.add_signal_handler(sig, stop.set)
     driver = RelayDriver(core, sock, link, loop)
     driver.start()
-    status.update(state="qualified", mtu=config.mtu, address=f"{config.bind}:{sock.getsockname()[1]}",
+    update_status(status, state="qualified", mtu=config.mtu, address=f"{config.bind}:{sock.getsockname()[1]}",
                   **status_fields(core, driver))
     log.info("relay up: udp %s:%d, native %s %s, prefix %s", config.bind, sock.getsockname()[1], config.native,
              link.name, config.describe()["prefix"])
@@ -168,10 +178,10 @@ async def serve(config: RelayConfig, core: TeredoRelay, sock, link, status: Stat
             try:
                 await asyncio.wait_for(stop.wait(), STATUS_INTERVAL)
             except asyncio.TimeoutError:
-                status.update(**status_fields(core, driver))
+                update_status(status, **status_fields(core, driver))
     finally:
         driver.stop()
-        status.update(**status_fields(core, driver))
+        update_status(status, **status_fields(core, driver))
         log.info("relay stopped: %d to native, %d to Teredo, %d peers", core.to_native, core.to_teredo, len(core.peers))
 
 
@@ -181,33 +191,33 @@ def run(config: RelayConfig, args: argparse.Namespace) -> int:
 
         return run_workers(config)
     status = StatusFile(config.status_file, "relay")
-    status.update(settings=config.describe())
+    update_status(status, settings=config.describe())
     try:
         link = open_link(config)
     except NativeLinkError as e:
         print(f"teredo-proxy relay: {e}", file=sys.stderr)
-        status.update(state="failed", error=str(e))
+        update_status(status, state="failed", error=str(e))
         return 1
     try:
         sock = open_udp_socket(config.bind, config.port)
     except OSError as e:
         link.close()
         print(f"teredo-proxy relay: cannot bind UDP {config.bind}:{config.port}: {e.strerror or e}", file=sys.stderr)
-        status.update(state="failed", error=str(e))
+        update_status(status, state="failed", error=str(e))
         return 1
     icmp = (ipaddress.IPv6Address(config.icmp_source).packed if config.icmp_source
             else find_icmp_source(link.name, config.prefix))
     if icmp is None:
         log.warning("no global IPv6 address for ICMPv6 errors (--icmp-source): errors will not be sent")
     core = make_core(config, link, icmp)
+    uv = use_uvloop()  # imported while the package directories are still readable
+    log.debug("event loop: %s", "uvloop" if uv else "asyncio")
     try:
         if config.user:
             drop_privileges(config.user)
     except OSError as e:
         print(f"teredo-proxy relay: cannot drop privileges to {config.user}: {e.strerror or e}", file=sys.stderr)
         return 1
-    uv = use_uvloop()
-    log.debug("event loop: %s", "uvloop" if uv else "asyncio")
     try:
         asyncio.run(serve(config, core, sock, link, status))
     finally:

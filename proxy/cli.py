@@ -30,6 +30,7 @@ __all__ = ["main", "build_parser"]
 #: are those with a ``load_config``.
 COMMANDS: dict[str, str] = {
     "relay": "proxy.apps.relay",
+    "stress": "proxy.apps.stress",
 }
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2

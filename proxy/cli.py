@@ -30,7 +30,9 @@ __all__ = ["main", "build_parser"]
 #: are those with a ``load_config``.
 COMMANDS: dict[str, str] = {
     "client": "proxy.apps.client",
+    "relay": "proxy.apps.relay",
     "server": "proxy.apps.server",
+    "stress": "proxy.apps.stress",
     "demo": "proxy.apps.demo",
 }
 

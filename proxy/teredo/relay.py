@@ -99,6 +99,8 @@ class TeredoRelay:
         icmp_source: bytes | None = None,
         peers: PeerTable | None = None,
         max_peers: int = RELAY_MAX_PEERS,
+        server_port: int = TEREDO_PORT,
+        require_global: bool = True,
     ) -> None:
         """
         :param secret: at least 16 random bytes; keys the bubbles' source addresses.
@@ -109,6 +111,10 @@ class TeredoRelay:
         :param router: decrement hop limits and enforce the MTU here (raw and
             memory links; the kernel does it for a TUN device).
         :param icmp_source: 16-byte source of ICMPv6 errors (a native address of the relay).
+        :param server_port: where indirect bubbles go on the client's server
+            (3544 everywhere but in single-host tests and the demo).
+        :param require_global: refuse peers whose embedded IPv4 addresses are
+            not global unicast (§5.4.1); only loopback tests and the demo turn it off.
         """
         if len(secret) < 16:
             raise ValueError("the relay secret needs at least 16 bytes")
@@ -120,6 +126,8 @@ class TeredoRelay:
         self.direct_bubbles = direct_bubbles
         self.router = router
         self.icmp_source = icmp_source
+        self.server_port = server_port
+        self.require_global = require_global
         self._secret = bytes(secret)
         self.peers = peers if peers is not None else PeerTable(max_peers)
         self.drops: Counter[DropReason] = Counter()
@@ -343,7 +351,7 @@ class TeredoRelay:
             # destination must be global unicast IPv4 addresses.
             server, oport, oip = struct.unpack_from("!4s2xHI", dst, 4)
             mapped = oip ^ 0xFFFFFFFF
-            if not (is_global_unicast(server) and is_global_unicast(mapped)):
+            if self.require_global and not (is_global_unicast(server) and is_global_unicast(mapped)):
                 self._drop(DropReason.DESTINATION_NOT_GLOBAL)
                 return
             i = peers.insert(dst, now, mapped, oport ^ 0xFFFF)
@@ -369,7 +377,7 @@ class TeredoRelay:
         src = self._bubble_source(dst)
         b = bubble(src, dst)
         server = inet_ntoa(dst[4:8])
-        self._out.append((b, (server, TEREDO_PORT)))  # indirect, via the client's server
+        self._out.append((b, (server, self.server_port)))  # indirect, via the client's server
         self.counters["bubbles_out"] += 1
         if self.direct_bubbles:
             self._out.append((b, self.peers.endpoint(i)))  # opens our own restricted NAT

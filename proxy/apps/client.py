@@ -51,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qualify-timeout", type=float, default=30.0, help="give --ping up after this long")
     p.add_argument("--refresh", type=float, help="refresh interval in seconds (default 30)")
     p.add_argument("--no-cone-probe", action="store_true", help="skip the cone NAT test")
+    p.add_argument("--single-socket", action="store_true",
+                   help="NAT-type check from the main socket, in RFC order (no probe socket)")
     p.add_argument("--refuse-symmetric", action="store_true", help="no address behind a symmetric NAT (RFC 4380)")
     p.add_argument("--no-hairpinning", action="store_true", help="no RFC 6081 Alternate Address trailers")
     p.add_argument("--auth-id", metavar="ID", help="secure qualification client id (RFC 4380 §5.2.2)")
@@ -96,6 +98,8 @@ class ClientRunner:
         self.status = status
         self.core = TeredoClient(config, rng=self.rng)
         self.endpoint: UdpEndpoint | None = None
+        self.probe: UdpEndpoint | None = None
+        "Second socket for the NAT-type comparison (qualification.py explains why)."
         self.loop: asyncio.AbstractEventLoop | None = None
         self.on_packet: list[Callable[[bytes], None]] = []
         self.qualified_event = asyncio.Event()
@@ -112,6 +116,12 @@ class ClientRunner:
         self.started_at = self.loop.time()
         sock = open_udp(self.config.bind, self.config.port)
         self.endpoint = UdpEndpoint(sock, self._on_batch, self.loop)
+        if self.config.separate_probe:
+            try:
+                self.probe = UdpEndpoint(open_udp(self.config.bind, 0), self._on_probe_batch, self.loop)
+            except OSError:
+                self.endpoint.close()
+                raise
         self._learn_local(self.config.servers[0])
         self.core.start(self.loop.time())
         self.flush()
@@ -133,6 +143,12 @@ class ClientRunner:
             core.datagram_received(data, addr, now)
         self.flush()
 
+    def _on_probe_batch(self, endpoint: UdpEndpoint, batch: list[tuple[bytes, tuple[str, int]]]) -> None:
+        core, now = self.core, self.loop.time()
+        for data, addr in batch:
+            core.probe_datagram_received(data, addr, now)
+        self.flush()
+
     def send_ipv6(self, packet: bytes) -> None:
         """An IPv6 packet from the local stack (or the ping tool)."""
         self.core.ipv6_from_stack(packet, self.loop.time())
@@ -144,6 +160,10 @@ class ClientRunner:
         if self.endpoint is not None:
             for data, addr in core.datagrams_to_send():
                 self.endpoint.sendto(data, addr)
+        probe = core.probe_datagrams_to_send()
+        if probe and self.probe is not None:
+            for data, addr in probe:
+                self.probe.sendto(data, addr)
         while (ev := core.next_event()) is not None:
             self._event(ev)
         packets = core.ipv6_to_stack()
@@ -229,9 +249,10 @@ class ClientRunner:
             self._timer = None
         for t in list(self._tasks):
             t.cancel()
-        if self.endpoint is not None:
-            self.endpoint.close()
-            self.endpoint = None
+        for ep in (self.endpoint, self.probe):
+            if ep is not None:
+                ep.close()
+        self.endpoint = self.probe = None
 
 
 async def ping(runner: ClientRunner, target: str, count: int, interval: float, qualify_timeout: float,

@@ -101,6 +101,8 @@ class ClientConfig:
     "RFC 4380 §5.2.5 refresh interval (randomised to 75-100 %)."
     cone_probe: bool = True
     "Run the RFC 4380 §5.2.1 cone test (an RS from the cone link-local address)."
+    separate_probe: bool = True
+    "Compare the primary/secondary mappings from a second socket (see qualification.py)."
     accept_symmetric: bool = True
     "RFC 6081 §3.1 / §5.2: keep the address behind a symmetric NAT (RFC 4380 alone refuses)."
     hairpinning: bool = True
@@ -162,6 +164,7 @@ class ClientConfig:
             "syslog_facility": self.syslog_facility,
             "refresh_interval": self.refresh_interval,
             "cone_probe": self.cone_probe,
+            "separate_probe": self.separate_probe,
             "accept_symmetric": self.accept_symmetric,
             "hairpinning": self.hairpinning,
             "secure_qualification": bool(self.auth_id),
@@ -207,6 +210,8 @@ class ClientConfig:
             settings["socks"] = parse_host_port("--socks", args.socks, 1080)
         if getattr(args, "no_cone_probe", False):
             settings["cone_probe"] = False
+        if getattr(args, "single_socket", False):
+            settings["separate_probe"] = False
         if getattr(args, "refuse_symmetric", False):
             settings["accept_symmetric"] = False
         if getattr(args, "no_hairpinning", False):

@@ -49,7 +49,7 @@ from proxy.teredo.client_events import AddressChanged, ClientEvent, NatType, Qua
 from proxy.teredo.client_receive import ReceiveRules
 from proxy.teredo.client_send import SendRules
 from proxy.teredo.ipv4 import global_check
-from proxy.teredo.packet import ipv6_packet
+from proxy.teredo.packet import TeredoPacket, ipv6_packet
 from proxy.teredo.qualification import Qualifier
 from proxy.teredo.ratelimit import TokenBucket
 
@@ -123,6 +123,21 @@ class TeredoClient(SendRules, ReceiveRules):
         except ParseError as e:
             self._drop(e.reason, None, e.detail)
         self._pump()
+
+    def probe_datagram_received(self, data: bytes | memoryview, addr: Endpoint, now: float) -> None:
+        """A datagram on the probe socket: only our server's RAs are expected there."""
+        try:
+            packet = TeredoPacket.parse(data)
+            if not self.qual.is_server(addr):
+                raise ParseError(DropReason.NOT_FROM_SERVER, "probe socket")
+            self.qual.ra_received(packet, addr, now, via_probe=True)
+        except ParseError as e:
+            self._drop(e.reason, addr, e.detail)
+        self._pump()
+
+    def probe_datagrams_to_send(self) -> list[tuple[bytes, Endpoint]]:
+        """``(payload, (ipv4, port))`` to send from the probe socket (NAT-type check)."""
+        return self.qual.probe_datagrams_to_send()
 
     def server_resolved(self, name: str, ipv4s: list[str] | tuple[str, ...], now: float) -> None:
         """Answer to a :class:`ResolveServer` event (an empty list: it failed)."""

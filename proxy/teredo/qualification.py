@@ -17,13 +17,22 @@ One server at a time, taken in order from the configured list:
 3. **Cone grace** (``CONE_WAIT``): the restricted RA is in; the cone RA is
    due about one round trip later.  It gets ``max(20 ms, 4 x RTT)``.  If it
    arrives the NAT is a cone (or there is none: ``open``).
-4. **Secondary check** (``SECONDARY``): a restricted RS to the server's
-   *secondary* address.  The same mapping in its RA means the NAT maps
-   independently of the destination (``restricted``); another mapping means
-   a symmetric NAT.  RFC 4380 refuses service then; RFC 6081 §3.1 keeps the
-   address (``accept_symmetric``).  The cone RA must be over before this
-   probe leaves: once we have sent to the secondary address, a restricted
-   NAT would let a late cone RA in and we would call it a cone.
+4. **Secondary check** (``SECONDARY``): restricted RSs to the server's
+   primary and *secondary* addresses from a separate *probe socket* (the
+   driver's second UDP socket: ``probe_datagrams_to_send`` /
+   ``probe_datagram_received``).  One mapping for both means the NAT maps
+   independently of the destination (``restricted``); two mean a
+   symmetric NAT.  RFC 4380 refuses service then; RFC 6081 §3.1 keeps the
+   address (``accept_symmetric``).  Why a second socket: the filtered cone
+   RA left state in stateful NATs (Linux conntrack takes the tuple
+   secondary:3544 <-> public:P), so an RS from the main socket to the
+   secondary gets another port -- the RFC order then calls every Linux NAT
+   symmetric -- and worse, Linux hands that second port to every *new*
+   destination of the main socket (relays, peers) until it expires, which
+   breaks the mapping in our address.  A fresh socket sees neither.  With
+   ``separate_probe`` off the main socket does the RFC's probe, and a
+   port-preserving collision rule corrects the verdict.  The cone RA must be
+   over before any RS reaches the secondary address.
 5. **Qualified** (``QUALIFIED``): the address is
    ``prefix:server:flags:~port:~ipv4`` with 12 random flag bits (RFC 5991),
    kept while the mapping stays the same.  Maintenance (§5.2.5): when no
@@ -137,6 +146,7 @@ class Probe(enum.Enum):
     CONE = "cone"
     RESTRICTED = "restricted"
     SECONDARY = "secondary"
+    PROBE_PRIMARY = "probe-primary"
     REFRESH = "refresh"
     REFRESH_CONE = "refresh-cone"
 
@@ -155,6 +165,8 @@ class _Sent:
     source: Endpoint
     "The endpoint the RA must come from."
     at: float
+    via_probe: bool = False
+    "Sent from the separate probe socket (its answer must come back there)."
 
 
 def _next_ipv4(addr: str) -> str:
@@ -188,6 +200,8 @@ class Qualifier:
         "Consecutive full rounds through the server list that failed."
         self._sent: dict[bytes, _Sent] = {}
         self._restricted: QualificationAnswer | None = None
+        self._probe_answers: dict[Probe, QualificationAnswer] = {}
+        self._probe_datagrams: list[tuple[bytes, Endpoint]] = []
         self._rtt = QUALIFICATION_TIMEOUT
         self.answer: QualificationAnswer | None = None
         "The RA that qualified us (primary mapping)."
@@ -206,6 +220,11 @@ class Qualifier:
     # -- outputs -------------------------------------------------------------
     def datagrams_to_send(self) -> list[tuple[bytes, Endpoint]]:
         out, self._datagrams = self._datagrams, []
+        return out
+
+    def probe_datagrams_to_send(self) -> list[tuple[bytes, Endpoint]]:
+        """RSs for the separate probe socket (``config.separate_probe``)."""
+        out, self._probe_datagrams = self._probe_datagrams, []
         return out
 
     def next_event(self) -> ClientEvent | None:
@@ -303,7 +322,8 @@ class Qualifier:
                 # DEVIATION: RFC 4380 §5.2.1 gives up when the secondary address
                 # stays silent; we keep the primary's answer and report "unknown"
                 # (Miredo never asks the secondary at all).
-                log.warning("secondary server address %s never answered; NAT type unknown", self.secondary[0])
+                log.warning("no mapping comparison from the secondary server address %s; NAT type unknown",
+                            self.secondary[0])
                 self._qualify(self._restricted, NatType.UNKNOWN, now)
         elif st is QState.QUALIFIED:
             due = self._server_rx + self.config.refresh_interval * self._refresh_frac
@@ -322,7 +342,7 @@ class Qualifier:
             self.index = 0
             self._start_server(now)
 
-    def ra_received(self, packet: TeredoPacket, addr: Endpoint, now: float) -> None:
+    def ra_received(self, packet: TeredoPacket, addr: Endpoint, now: float, *, via_probe: bool = False) -> None:
         """A Router Advertisement from ``addr``; raises ParseError when refused.
 
         Checks, in order: an authentication indicator whose nonce is one of
@@ -338,7 +358,7 @@ class Qualifier:
         sent = self._sent.get(a.nonce)
         if sent is None:
             raise ParseError(DropReason.BAD_NONCE, "RA nonce is not one of ours")
-        if addr != sent.source:
+        if addr != sent.source or via_probe != sent.via_probe:
             raise ParseError(DropReason.NOT_FROM_SERVER, f"RA from {addr[0]}:{addr[1]}, expected {sent.source}")
         if self.config.auth_key:
             if a.client_id != self.config.auth_id or not teredo_auth.verify(
@@ -374,22 +394,17 @@ class Qualifier:
                 self.deadline = now + grace
             else:
                 self._begin_secondary(now)
-        elif sent.probe is Probe.SECONDARY and st is QState.SECONDARY:
-            first = self._restricted
-            if answer.mapped == first.mapped:
-                nat = NatType.OPEN if self.local is not None and first.mapped == self.local else NatType.RESTRICTED
-                self._qualify(first, nat, now)
-            elif self._cone_probe_collision(first, answer):
-                log.info("secondary mapping %s:%d differs from %s:%d only because the unanswered cone RA "
-                         "took the port (port-preserving NAT): restricted", *answer.mapped, *first.mapped)
-                self._qualify(first, NatType.RESTRICTED, now)
-            elif self.config.accept_symmetric:
-                log.info("symmetric NAT: %s:%d via the primary, %s:%d via the secondary (RFC 6081 §3.1)",
-                         *first.mapped, *answer.mapped)
-                self._qualify(first, NatType.SYMMETRIC, now)
+        elif sent.probe in (Probe.SECONDARY, Probe.PROBE_PRIMARY) and st is QState.SECONDARY:
+            self._probe_answers[sent.probe] = answer
+            if self.config.separate_probe:
+                # both mappings come from the probe socket: compare them
+                a = self._probe_answers.get(Probe.PROBE_PRIMARY)
+                b = self._probe_answers.get(Probe.SECONDARY)
+                if a is None or b is None:
+                    return
             else:
-                self.nat = NatType.SYMMETRIC
-                self._server_failed(now, "symmetric NAT (RFC 4380 §5.2.1; accept_symmetric is off)")
+                a, b = self._restricted, answer
+            self._mapping_verdict(a, b, now)
         elif sent.probe in (Probe.REFRESH, Probe.REFRESH_CONE) and st is QState.REFRESHING:
             if answer.mapped == self.answer.mapped and answer.prefix == self.answer.prefix:
                 self.mtu = answer.mtu
@@ -400,6 +415,24 @@ class Qualifier:
                 self._old_address = self.address
                 self._begin_probing(self.primary[0], now)
         # else: a late answer for a phase already over (duplicate RA): ignore
+
+    def _mapping_verdict(self, first: QualificationAnswer, second: QualificationAnswer, now: float) -> None:
+        """RFC 4380 §5.2.1: one mapping for both server addresses, or a symmetric NAT."""
+        main = self._restricted
+        if first.mapped == second.mapped:
+            nat = NatType.OPEN if self.local is not None and main.mapped == self.local else NatType.RESTRICTED
+            self._qualify(main, nat, now)
+        elif not self.config.separate_probe and self._cone_probe_collision(first, second):
+            log.info("secondary mapping %s:%d differs from %s:%d only because the unanswered cone RA "
+                     "took the port (port-preserving NAT): restricted", *second.mapped, *first.mapped)
+            self._qualify(main, NatType.RESTRICTED, now)
+        elif self.config.accept_symmetric:
+            log.info("symmetric NAT: %s:%d via the primary, %s:%d via the secondary (RFC 6081 §3.1)",
+                     *first.mapped, *second.mapped)
+            self._qualify(main, NatType.SYMMETRIC, now)
+        else:
+            self.nat = NatType.SYMMETRIC
+            self._server_failed(now, "symmetric NAT (RFC 4380 §5.2.1; accept_symmetric is off)")
 
     def _cone_probe_collision(self, first: QualificationAnswer, second: QualificationAnswer) -> bool:
         """Whether a port-preserving NAT moved the secondary mapping because of the cone probe.
@@ -447,6 +480,7 @@ class Qualifier:
 
     def _begin_secondary(self, now: float) -> None:
         self.tries = 0
+        self._probe_answers = {}
         self._set_state(QState.SECONDARY)
         self._send_secondary(now)
 
@@ -515,7 +549,8 @@ class Qualifier:
     def _nonce(self) -> bytes:
         return self.rng.getrandbits(8 * RS_NONCE_LEN).to_bytes(RS_NONCE_LEN, "big")
 
-    def _rs(self, probe: Probe, cone: bool, to: Endpoint, answer_from: Endpoint, now: float) -> None:
+    def _rs(self, probe: Probe, cone: bool, to: Endpoint, answer_from: Endpoint, now: float,
+            via_probe: bool = False) -> None:
         nonce = self._nonce()
         auth = None
         if self.config.auth_key:
@@ -523,8 +558,9 @@ class Qualifier:
             auth = teredo_auth.authenticate(self.config.auth_id, self.config.auth_key, nonce, bytes(plain.ipv6))
         if len(self._sent) >= MAX_RS_NONCES:
             self._sent.pop(next(iter(self._sent)))
-        self._sent[nonce] = _Sent(probe, answer_from, now)
-        self._datagrams.append((router_solicitation(nonce, cone=cone, auth=auth), to))
+        self._sent[nonce] = _Sent(probe, answer_from, now, via_probe)
+        out = self._probe_datagrams if via_probe else self._datagrams
+        out.append((router_solicitation(nonce, cone=cone, auth=auth), to))
 
     def _send_probes(self, now: float) -> None:
         self.tries += 1
@@ -535,7 +571,15 @@ class Qualifier:
 
     def _send_secondary(self, now: float) -> None:
         self.tries += 1
-        self._rs(Probe.SECONDARY, False, self.secondary, self.secondary, now)
+        if self.config.separate_probe:
+            # Both mappings from a second, fresh socket: the main socket never
+            # talks to the secondary address (see the module notes).
+            if Probe.PROBE_PRIMARY not in self._probe_answers:
+                self._rs(Probe.PROBE_PRIMARY, False, self.primary, self.primary, now, via_probe=True)
+            if Probe.SECONDARY not in self._probe_answers:
+                self._rs(Probe.SECONDARY, False, self.secondary, self.secondary, now, via_probe=True)
+        else:
+            self._rs(Probe.SECONDARY, False, self.secondary, self.secondary, now)
         self.deadline = now + QUALIFICATION_TIMEOUT
 
     def _send_refresh(self, now: float) -> None:

@@ -27,9 +27,12 @@ model              mapping                 filtering
 =================  ======================  ========================
 
 ``linux`` is MASQUERADE as Linux conntrack does it: a mapping per remote
-endpoint that keeps the local port when it can, and an unsolicited packet
-that the filter drops still takes its tuple, so a later mapping towards
-that remote endpoint gets another port (what the lab shows).
+endpoint that keeps the local port when it can (and a new destination
+reuses the source's most recent mapping, ``find_appropriate_src``); an
+unsolicited packet that the filter drops still takes its tuple, so a later
+mapping towards that remote endpoint gets another port -- which then
+becomes the "most recent" one for every new destination (what the lab
+shows).
 
 (terms of RFC 4787).  ``hairpin=True`` lets a host reach another host
 behind the same NAT through the NAT's public address; hosts of one NAT
@@ -94,6 +97,7 @@ class Nat:
     inside: dict[int, Endpoint] = field(default_factory=dict)
     allowed: dict[int, set] = field(default_factory=dict)
     blocked: set = field(default_factory=set)
+    recent: dict = field(default_factory=dict)
     dropped: int = 0
 
     def __post_init__(self) -> None:
@@ -118,7 +122,12 @@ class Nat:
         port = self.mappings.get(key)
         if port is None:
             port = 0
-            if self.port_preserving:
+            recent = self.recent.get(src) if self.conntrack else None
+            if recent and (dst, recent[0]) not in self.blocked:
+                # Linux find_appropriate_src(): a new destination reuses the
+                # source's most recent mapping when that tuple is free
+                port = recent[0]
+            if not port and self.port_preserving:
                 owner = self.inside.get(src[1])
                 if (owner is None or owner == src) and (dst, src[1]) not in self.blocked:
                     port = src[1]
@@ -127,6 +136,8 @@ class Nat:
             self.mappings[key] = port
             self.inside[port] = src
             self.allowed.setdefault(port, set())
+            if self.conntrack:
+                self.recent.setdefault(src, []).insert(0, port)
         self.allowed[port].add(dst[0] if self.filtering == "address" else dst)
         return (self.public_ip, port)
 
@@ -179,7 +190,9 @@ class ClientNode(Node):
     def __init__(self, core: Any, local: Endpoint, resolver: dict[str, list[str]] | None = None) -> None:
         self.core = core
         self.local = local
-        self.endpoints = (local,)
+        self.probe = (local[0], local[1] + 10000)
+        "The second socket, for the NAT-type comparison."
+        self.endpoints = (local, self.probe)
         self.resolver = resolver or {}
         self.events: list[Any] = []
         self.received: list[bytes] = []
@@ -188,7 +201,10 @@ class ClientNode(Node):
         self.sent_at: dict[int, float] = {}
 
     def deliver(self, data: bytes, src: Endpoint, dst: Endpoint, now: float) -> None:
-        self.core.datagram_received(data, src, now)
+        if dst == self.probe:
+            self.core.probe_datagram_received(data, src, now)
+        else:
+            self.core.datagram_received(data, src, now)
 
     def outputs(self) -> list[tuple[bytes, Endpoint, Endpoint]]:
         core = self.core
@@ -198,7 +214,9 @@ class ClientNode(Node):
                 core.server_resolved(ev.name, self.resolver.get(ev.name, []), self.net.now)
         for pkt in core.ipv6_to_stack():
             self._stack(pkt)
-        return [(d, self.local, to) for d, to in core.datagrams_to_send()]
+        out = [(d, self.local, to) for d, to in core.datagrams_to_send()]
+        out.extend((d, self.probe, to) for d, to in core.probe_datagrams_to_send())
+        return out
 
     def _stack(self, pkt: bytes) -> None:
         self.received.append(pkt)

@@ -8,8 +8,8 @@
 * ``client --ping`` reaches a Miredo *client* behind the other NAT, peer
   to peer over bubbles (§5.2.4 case 5, Miredo's reply-bubble rules).
 
-Our relay core is not in this branch yet (issue: relay); the triangle
-through it is covered once it lands.
+* ``client --ping`` reaches the native host through *our* relay too
+  (with Miredo's server, and with ours).
 """
 
 from __future__ import annotations
@@ -86,5 +86,21 @@ def test_ping_miredo_client_peer_to_peer(lab, tp):
     assert f"bytes from {peer}: icmp_seq=" in r.stdout
 
 
-def test_our_relay_triangle_pending():
-    pytest.skip("our relay core is built on branch relay; the netsim triangle test covers it once merged")
+def test_ping_native_host_through_our_relay(lab, tp):
+    """Our client, Miredo's server, *our* relay (TUN) and the native host."""
+    lab.start_miredo_server()
+    lab.start_relay()
+    r = lab.run("cli", *tp, "client", "--server", SERVER, "--ping", HOST6, "--count", "3",
+                "--interval", "0.5", check=False, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr + lab.log("relay")
+    assert f"bytes from {HOST6}: icmp_seq=" in r.stdout
+
+
+def test_ping_native_host_through_our_relay_and_our_server(lab, tp):
+    """No Miredo at all: our client, server and relay."""
+    lab.spawn("server", "srv", *tp, "server", "--address", SERVER, env=lab.env)
+    lab.wait_for(lambda: "Teredo server on" in lab.log("server"), 15, "our server to start")
+    lab.start_relay()
+    r = lab.run("cli", *tp, "client", "--server", SERVER, "--ping", HOST6, "--count", "2",
+                "--interval", "0.5", check=False, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr + lab.log("relay") + lab.log("server")

@@ -51,8 +51,9 @@ def qualify(c: TeredoClient, nat: str = "restricted", now: float = 0.0) -> Tered
     else:
         c.datagram_received(ra(restricted_rs, False), P1, now + 0.01)
         c.handle_timer(c.poll_at())
-        (sec,) = [TeredoPacket.parse(d) for d, _ in c.datagrams_to_send()]
-        c.datagram_received(ra(sec, False), P2, now + 0.3)
+        assert c.datagrams_to_send() == []
+        for data, to in c.probe_datagrams_to_send():  # the mapping comparison
+            c.probe_datagram_received(ra(TeredoPacket.parse(data), False), to, now + 0.3)
     assert c.qualified
     while c.next_event():
         pass
@@ -75,6 +76,14 @@ def test_not_qualified_gives_icmpv6_unreachable():
     assert err[40] == Icmpv6Type.DEST_UNREACHABLE and err[41] == 3
     assert err[24:40] == PEER  # back to the sender
     assert c.drops[DropReason.NOT_QUALIFIED] == 1
+
+
+def test_probe_socket_takes_only_router_advertisements_from_the_server():
+    c = make()
+    c.handle_timer(0.0)
+    c.probe_datagram_received(b"junk", P1, 0.1)
+    c.probe_datagram_received(bubble(PEER, PEER), ("192.0.2.99", 3544), 0.1)
+    assert c.drops[DropReason.IPV6_TRUNCATED] == 1 and c.drops[DropReason.NOT_FROM_SERVER] == 1
 
 
 def test_only_our_source_address_is_sent():

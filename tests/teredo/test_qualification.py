@@ -38,10 +38,10 @@ def make(servers=(SRV1,), local=LOCAL, seed=1, **kw) -> Qualifier:
     return Qualifier(ClientConfig(servers=tuple(servers), **kw).validate(), rng=random.Random(seed), local=local)
 
 
-def sent(q):
-    """The RSs the machine sent: [(nonce, cone, to)]."""
+def sent(q, probe=False):
+    """The RSs the machine sent (from the main or the probe socket): [(nonce, cone, to)]."""
     out = []
-    for data, to in q.datagrams_to_send():
+    for data, to in (q.probe_datagrams_to_send() if probe else q.datagrams_to_send()):
         p = TeredoPacket.parse(data)
         out.append((p.auth.nonce, p.src == LINK_LOCAL_CONE, to))
     return out
@@ -61,11 +61,14 @@ def ra(nonce, cone, mapped=MAPPED, server=SRV1, **kw):
         origin=mapped, nonce=nonce, **kw))
 
 
-def answer(q, rs, now, mapped=MAPPED, frm=None):
+def answer(q, rs, now, mapped=MAPPED, frm=None, probe=False):
     nonce, cone, to = rs
     if frm is None:
         frm = (P2 if to == P1 else P1) if cone else to
-    q.ra_received(ra(nonce, cone, mapped), frm, now)
+    q.ra_received(ra(nonce, cone, mapped), frm, now, via_probe=probe)
+
+
+PROBE_MAPPED = ("203.0.113.5", 40777)  # the probe socket's own mapping
 
 
 def to_cone_wait(q, now=0.0):
@@ -76,10 +79,18 @@ def to_cone_wait(q, now=0.0):
 
 
 def to_secondary(q):
+    """Up to the mapping comparison; returns the probe socket's two RSs (primary, secondary)."""
     to_cone_wait(q)
     q.handle_timer(q.poll_at())
-    (rs,) = sent(q)
+    assert sent(q) == []  # the main socket never talks to the secondary address
+    rs = sent(q, probe=True)
+    assert [(c, to) for _, c, to in rs] == [(False, P1), (False, P2)]
     return rs
+
+
+def compare(q, rs, second=PROBE_MAPPED, now=0.3):
+    answer(q, rs[0], now, mapped=PROBE_MAPPED, probe=True)
+    answer(q, rs[1], now, mapped=second, probe=True)
 
 
 def test_transition_table_covers_every_state_and_refuses_others():
@@ -129,11 +140,14 @@ def test_restricted_then_grace_then_secondary_same_mapping_is_restricted():
     q.handle_timer(0.03)  # early: harmless
     assert q.state is QState.CONE_WAIT and sent(q) == []
     q.handle_timer(q.poll_at())
-    (rs,) = sent(q)
-    assert rs[1] is False and rs[2] == P2
+    rs = sent(q, probe=True)
+    assert [(c, to) for _, c, to in rs] == [(False, P1), (False, P2)]
     assert q.state is QState.SECONDARY
-    answer(q, rs, 0.3)
+    answer(q, rs[0], 0.3, mapped=PROBE_MAPPED, probe=True)
+    assert q.state is QState.SECONDARY  # needs both answers
+    answer(q, rs[1], 0.3, mapped=PROBE_MAPPED, probe=True)
     assert q.state is QState.QUALIFIED and q.nat is NatType.RESTRICTED
+    assert TeredoAddress.parse(q.address).mapped == MAPPED  # the main socket's mapping
 
 
 def test_late_cone_ra_during_grace_wins():
@@ -143,10 +157,18 @@ def test_late_cone_ra_during_grace_wins():
     assert q.nat is NatType.CONE
 
 
+def test_probe_answers_must_come_back_to_the_probe_socket():
+    q = make()
+    rs = to_secondary(q)
+    with pytest.raises(ParseError) as e:
+        answer(q, rs[1], 0.3, mapped=PROBE_MAPPED, probe=False)
+    assert e.value.reason is DropReason.NOT_FROM_SERVER
+
+
 def test_secondary_other_mapping_is_symmetric_and_kept_rfc6081():
     q = make(local=("10.0.0.2", 5555))
     rs = to_secondary(q)
-    answer(q, rs, 0.3, mapped=(MAPPED[0], 50000))
+    compare(q, rs, second=(MAPPED[0], 50000))
     assert q.state is QState.QUALIFIED and q.nat is NatType.SYMMETRIC
     assert TeredoAddress.parse(q.address).mapped == MAPPED  # the primary's mapping
 
@@ -154,20 +176,24 @@ def test_secondary_other_mapping_is_symmetric_and_kept_rfc6081():
 def test_symmetric_refused_when_configured():
     q = make(local=("10.0.0.2", 5555), accept_symmetric=False)
     rs = to_secondary(q)
-    answer(q, rs, 0.3, mapped=(MAPPED[0], 50000))
+    compare(q, rs, second=(MAPPED[0], 50000))
     assert q.state is QState.BACKOFF and q.public_state == "failed" and q.address is None
     assert any(isinstance(e, ServerFailed) and "symmetric" in e.reason for e in events(q))
 
 
-def test_conntrack_collision_rule():
-    # local port preserved towards the primary, only the port moved towards
-    # the secondary after a filtered cone RA: a Linux-style restricted NAT
-    q = make(local=("10.0.0.2", MAPPED[1]))
-    rs = to_secondary(q)
+def test_single_socket_mode_and_the_conntrack_collision_rule():
+    # RFC order from the main socket: local port preserved towards the primary,
+    # only the port moved towards the secondary after a filtered cone RA: a
+    # Linux-style restricted NAT
+    q = make(local=("10.0.0.2", MAPPED[1]), separate_probe=False)
+    to_cone_wait(q)
+    q.handle_timer(q.poll_at())
+    (rs,) = sent(q)
+    assert rs[2] == P2 and sent(q, probe=True) == []
     answer(q, rs, 0.3, mapped=(MAPPED[0], 61000))
     assert q.nat is NatType.RESTRICTED
     # without the cone probe there is nothing to collide with
-    q = make(local=("10.0.0.2", MAPPED[1]), cone_probe=False)
+    q = make(local=("10.0.0.2", MAPPED[1]), cone_probe=False, separate_probe=False)
     q.start(0.0)
     (rs,) = sent(q)
     answer(q, rs, 0.01)
@@ -179,10 +205,11 @@ def test_conntrack_collision_rule():
 
 def test_silent_secondary_gives_unknown_after_three_tries():
     q = make()
-    to_secondary(q)
+    rs = to_secondary(q)
+    answer(q, rs[0], 0.3, mapped=PROBE_MAPPED, probe=True)
     for _ in range(2):
         q.handle_timer(q.poll_at())
-        assert len(sent(q)) == 1
+        assert [to for _, _, to in sent(q, probe=True)] == [P2]  # only what is missing
     q.handle_timer(q.poll_at())
     assert q.state is QState.QUALIFIED and q.nat is NatType.UNKNOWN
 

@@ -11,6 +11,7 @@ import random
 
 import pytest
 
+from proxy.errors import DropReason
 from proxy.teredo.client_events import NatType, Qualified, ServerFailed
 from proxy.testing.netsim import NAT_MODELS, Network
 from proxy.testing.scenarios import SRV1, make_client, make_server, qualified
@@ -25,20 +26,41 @@ EXPECTED_NAT = {
 }
 
 
-def test_linux_nat_without_the_collision_rule_looks_symmetric():
-    # The RFC order (cone RS first) against a Linux conntrack NAT: the filtered
-    # cone RA takes the secondary tuple; only the collision rule saves the type.
-    net = Network(seed=1)
-    make_server(net)
-    cl = make_client(net, "linux", 1)
-    cl.core.qual.local = None  # without the local endpoint the rule cannot apply
-    assert net.run(until=60, stop=qualified(cl))
-    assert cl.core.nat is NatType.SYMMETRIC
-    net = Network(seed=1)
-    make_server(net)
-    cl = make_client(net, "linux", 1, cone_probe=False)
-    assert net.run(until=60, stop=qualified(cl))
-    assert cl.core.nat is NatType.RESTRICTED
+def test_linux_nat_in_rfc_order_from_one_socket():
+    # The RFC order (cone RS first, then the secondary from the same socket)
+    # against a Linux conntrack NAT: the filtered cone RA takes the secondary
+    # tuple, so the secondary sees another port.  Without the collision rule
+    # (no local endpoint known) that reads as symmetric; with it, restricted.
+    for local_known, expected in ((False, NatType.SYMMETRIC), (True, NatType.RESTRICTED)):
+        net = Network(seed=1)
+        make_server(net)
+        cl = make_client(net, "linux", 1, separate_probe=False)
+        if not local_known:
+            cl.core.qual.local = None
+        assert net.run(until=60, stop=qualified(cl))
+        assert cl.core.nat is expected
+
+
+def test_linux_nat_one_socket_breaks_new_destinations_the_probe_socket_does_not():
+    """Why the NAT-type comparison uses a second socket.
+
+    From one socket, the secondary's new port becomes the mapping Linux
+    gives every *new* destination, so a peer sees us from a port our address
+    does not name, and refuses us.  With the probe socket the main socket
+    never talks to the secondary address.
+    """
+    results = {}
+    for separate in (False, True):
+        net = Network(seed=4)
+        make_server(net)
+        a = make_client(net, "linux", 1, separate_probe=separate)
+        b = make_client(net, "full-cone", 2)
+        assert net.run(until=60, stop=qualified(a, b))
+        a.ping(b.core.address, seq=1)
+        results[separate] = net.run(until=net.now + 20, stop=lambda: 1 in a.replies)
+        if not separate:
+            assert b.core.drops[DropReason.MAPPING_MISMATCH] > 0
+    assert results == {False: False, True: True}
 
 
 @pytest.mark.parametrize("model", list(NAT_MODELS))

@@ -204,3 +204,200 @@ RELAY_MAX_PACKET = MAX_UDP_PAYLOAD
 RELAY_DRAIN_BATCH = 256
 #: Default hard cap on the relay's peer table (Miredo's Judy cap).
 RELAY_MAX_PEERS = MAX_PEERS
+
+# ---------------------------------------------------------------------------
+# IPv6 host stack (proxy/ipstack: RFC 8200, RFC 4443, RFC 5722, RFC 8201)
+# ---------------------------------------------------------------------------
+
+#: IANA "default TTL" (RFC 1700 successor registry), also Linux's
+#: net.ipv6.conf.*.hop_limit: the hop limit of every packet we originate.
+IPV6_DEFAULT_HOP_LIMIT = 64
+#: Bound on the extension headers walked in one packet.  RFC 8200 §4.1 allows
+#: each header once (Destination Options twice); anything longer is an attack.
+IPV6_MAX_EXTENSION_HEADERS = 16
+#: RFC 8200 §4.5: abandon a reassembly 60 s after its first-arriving fragment.
+REASSEMBLY_TIMEOUT = 60.0
+#: Datagrams under reassembly at once (Linux bounds by memory only; FreeBSD
+#: net.inet6.ip6.maxfragpackets scales with nmbclusters): a small host needs few.
+REASSEMBLY_MAX_DATAGRAMS = 64
+#: Fragment payload bytes buffered across all reassemblies (Linux
+#: ip6frag_high_thresh is 4 MiB; a 1280-MTU host needs far less).
+REASSEMBLY_MAX_BYTES = 1 << 20
+#: FreeBSD net.inet6.ip6.maxfragsperpacket default: fragments per datagram.
+REASSEMBLY_MAX_FRAGMENTS = 64
+#: RFC 4443 §2.4(f) token bucket for the errors we originate: rate per second
+#: and burst (Linux icmp_msgs_per_sec/icmp_msgs_burst are 1000/50; gVisor as
+#: configured by tun2socks: 1000/50).  Echo replies are not limited (Linux's
+#: default icmpv6 ratemask leaves them out).
+IPSTACK_ICMP_ERROR_RATE = 100.0
+IPSTACK_ICMP_ERROR_BURST = 50
+#: RFC 4443 §2.4(c): an error message must not exceed the minimum IPv6 MTU.
+ICMP_ERROR_MAX_PACKET = 1280
+#: RFC 8201 §4: a lowered PMTU estimate may be raised again after 10 minutes.
+PMTU_AGING = 600.0
+#: Destinations remembered in the PMTU cache (least recently updated go first).
+PMTU_CACHE_SIZE = 1024
+#: RFC 6335 §6: the dynamic/private port range used for ephemeral ports,
+#: chosen at random (RFC 6056 §3.3.1, algorithm 1).
+EPHEMERAL_PORT_MIN = 49152
+EPHEMERAL_PORT_MAX = 65535
+#: Random draws before falling back to a scan of the ephemeral range.
+EPHEMERAL_PORT_TRIES = 64
+#: Global cap on TCP connections; new SYNs beyond it get an RST
+#: (xjasonlyu/tun2socks PR #529 caps at 4096 for the same reason).
+TCP_MAX_CONNECTIONS = 4096
+#: Default and maximum listen backlog (Linux SOMAXCONN is 4096 since 5.4).
+TCP_DEFAULT_BACKLOG = 128
+TCP_MAX_BACKLOG = 4096
+#: UDP sockets open at once, and each socket's receive queue (datagrams and
+#: bytes; Linux net.core.rmem_default is 212992).
+UDP_MAX_SOCKETS = 1024
+UDP_RECV_QUEUE_DATAGRAMS = 256
+UDP_RECV_QUEUE_BYTES = 212992
+#: Largest UDP payload over IPv6 without jumbograms (65535 - 8).
+UDP_MAX_PAYLOAD = 65527
+#: Echo requests awaiting a reply (the --ping API); the oldest is forgotten.
+ECHO_MAX_OUTSTANDING = 256
+#: Interface-level events queued for the driver (datagrams, echo replies,
+#: errors); beyond it datagram events are dropped (counted as queue-full).
+INTERFACE_MAX_EVENTS = 4096
+
+# ---------------------------------------------------------------------------
+# TCP (RFC 9293, 7323, 2018, 6675, 6298, 5681, 6582, 5961, 1122, 6928)
+# ---------------------------------------------------------------------------
+
+#: RFC 9293 §3.7.1 / RFC 8200 §5: MSS over a 1280-byte IPv6 MTU (1280-40-20).
+TCP_MSS_IPV6_MIN = 1220
+#: RFC 9293 §3.7.1: the MSS assumed when the peer sends no MSS option
+#: (IPv6 default: 1280 - 40 - 20).
+TCP_DEFAULT_PEER_MSS = 1220
+#: Linux tcp_min_snd_mss: the smallest peer MSS we honour (CVE-2019-11479).
+TCP_MIN_SND_MSS = 48
+#: RFC 9293 §3.1: fixed header length; RFC 9293 §3.1: options <= 40 bytes.
+TCP_HEADER_LEN = 20
+TCP_MAX_OPTIONS_LEN = 40
+#: RFC 7323 §2.3: the largest window shift.
+TCP_MAX_WSCALE = 14
+#: RFC 7323 §3.2: length of the timestamps option with its two NOPs.
+TCP_TS_OPTION_LEN = 12
+#: RFC 7323 §5.5: ts_recent is invalid after 24 days of idleness.
+TCP_TS_RECENT_MAX_IDLE = 24 * 86400.0
+#: RFC 7323 §5.4: timestamp clock 1 ms per tick (within 1 ms .. 1 s).
+TCP_TS_HZ = 1000
+#: RFC 2018 §3: at most 4 SACK blocks (3 when timestamps are on).
+TCP_MAX_SACK_BLOCKS = 4
+#: RFC 5681 §3.2 / RFC 6675 §2: DupThresh.
+TCP_DUPTHRESH = 3
+#: RFC 6928: initial window of 10 segments (min(10*MSS, max(2*MSS, 14600))).
+TCP_INITIAL_WINDOW_SEGMENTS = 10
+#: RFC 5681 §3.1: loss window after a retransmission timeout, in segments.
+TCP_LOSS_WINDOW_SEGMENTS = 1
+#: RFC 6298 §2.1: initial RTO; §2.5: maximum (at least 60 s).
+#: DEVIATION: RFC 6298 §2.4 rounds the RTO up to 1 s; Linux's 200 ms here.
+TCP_INITIAL_RTO = 1.0
+TCP_RTO_MIN = 0.2
+TCP_RTO_MAX = 60.0
+#: RFC 6298 §5.7: RTO once data flows when the SYN had to be retransmitted.
+TCP_RTO_AFTER_SYN_TIMEOUT = 3.0
+#: RFC 6298 §4: clock granularity G (the timestamp clock: 1 ms).
+TCP_CLOCK_GRANULARITY = 0.001
+#: RFC 1122 §4.2.3.5 (R2): retransmissions of data before giving up.
+#: DEVIATION: a count, not a time (with the 60 s cap: several minutes, above
+#: the 100 s minimum).
+TCP_MAX_RETRANSMITS = 12
+#: RFC 1122 §4.2.3.5: retransmissions of a SYN.  DEVIATION: the RFC asks for
+#: at least 3 minutes; Linux's tcp_syn_retries = 6 gives about 127 s.
+TCP_SYN_RETRIES = 6
+#: RFC 1122 §4.2.3.2 / RFC 5681 §4.2: delayed ACK at most 500 ms; 40 ms is
+#: Linux's minimum delayed-ACK timeout.
+TCP_DELAYED_ACK = 0.04
+#: RFC 5681 §4.2: ACK at least every second full-sized segment.
+TCP_ACK_EVERY_SEGMENTS = 2
+#: DEVIATION: RFC 9293 §3.4.2 (MSL = 2 min) gives 240 s; Linux's fixed 60 s TIME-WAIT.
+TCP_TIME_WAIT = 60.0
+#: DEVIATION (not in RFC 9293; Linux tcp_fin_timeout): an orphaned (fully
+#: closed) FIN-WAIT-2 lives 60 s.
+TCP_FIN_WAIT_2_TIMEOUT = 60.0
+#: RFC 1122 §4.2.3.6: keepalive idle >= 2 h; Linux probe interval and count.
+TCP_KEEPALIVE_IDLE = 7200.0
+TCP_KEEPALIVE_INTERVAL = 75.0
+TCP_KEEPALIVE_COUNT = 9
+#: RFC 1122 §4.2.2.17: persist (zero-window probe) interval bounds.
+TCP_PERSIST_MIN = 0.2
+TCP_PERSIST_MAX = 60.0
+#: RFC 5961 §7: challenge ACKs (and ACKs answering out-of-window pure ACKs,
+#: Linux tcp_invalid_ratelimit) per connection and per interval.
+TCP_CHALLENGE_ACK_LIMIT = 10
+TCP_CHALLENGE_ACK_INTERVAL = 1.0
+#: Pending control segments (RSTs) queued between two output calls.
+TCP_MAX_PENDING_CONTROL = 4
+#: Bound on out-of-order segments held for reassembly (bytes are bounded by
+#: the receive window already; this bounds the bookkeeping).
+TCP_MAX_OOO_SEGMENTS = 1024
+#: Bound on the sender's SACK scoreboard (disjoint SACKed ranges).
+TCP_MAX_SACK_RANGES = 256
+#: Duplicate ACKs emitted per output batch for out-of-order arrivals.
+TCP_MAX_DUPACKS_PER_FLUSH = 8
+#: Default buffers: 512 KiB send, 1 MiB receive (window scale 5).
+TCP_SEND_BUFFER = 512 * 1024
+TCP_RECV_BUFFER = 1024 * 1024
+#: Upper bound a configuration may ask for (1 GiB = 65535 << 14).
+TCP_MAX_BUFFER = 65535 << TCP_MAX_WSCALE
+#: RFC 9438 §4: CUBIC constants C and beta_cubic.
+TCP_CUBIC_C = 0.4
+TCP_CUBIC_BETA = 0.7
+
+# ---------------------------------------------------------------------------
+# SOCKS5 endpoint (RFC 1928, RFC 1929; limits chosen from the servers
+# compared in shared/reference/stacks-and-socks.md §C)
+# ---------------------------------------------------------------------------
+
+#: RFC 1928 §3: the protocol version byte.
+SOCKS_VERSION = 5
+#: RFC 1929 §2: the username/password sub-negotiation version byte.
+SOCKS_AUTH_VERSION = 1
+#: RFC 1929 §2: ULEN and PLEN are one octet, 1-255.
+SOCKS_MAX_CREDENTIAL = 255
+#: CONTRACT.md: ``--socks`` default endpoint (loopback: never an open proxy).
+SOCKS_DEFAULT_HOST = "127.0.0.1"
+SOCKS_DEFAULT_PORT = 1080
+#: Bound on bytes the codec buffers before the handshake ends.  The largest
+#: handshake message is an RFC 1929 request (3 + 255 + 255 = 513 bytes); the
+#: rest is room for data a client pipelines after its request (one driver
+#: read of SOCKS_RELAY_CHUNK), as h11's ``max_incomplete_event_size``.
+SOCKS_HANDSHAKE_BUFFER = 32768
+#: Smallest handshake buffer a configuration may set: a greeting (257) plus
+#: an RFC 1929 request (513) plus a request (262) fit in it.
+SOCKS_HANDSHAKE_BUFFER_MIN = 1024
+#: Whole handshake (greeting to parsed request) deadline.  Dante's
+#: ``timeout.negotiate`` is 30 s, pproxy 60 s; browsers finish in one RTT.
+SOCKS_HANDSHAKE_TIMEOUT = 10.0
+#: Deadline for the connector to reach a CONNECT target (Teredo adds a
+#: bubble exchange before the SYN, so this is longer than a LAN would need).
+SOCKS_CONNECT_TIMEOUT = 30.0
+#: A relayed TCP connection with no byte in either direction for this long is
+#: closed (tun2socks closes idle flows after 60 s; Dante's ``timeout.io``).
+SOCKS_IDLE_TIMEOUT = 300.0
+#: A UDP association with no datagram either way for this long is closed
+#: (shadowsocks-rust ``udp_timeout`` default: 5 minutes).
+SOCKS_UDP_IDLE_TIMEOUT = 300.0
+#: RFC 1928 §6 sets no limit on the wait for BIND's inbound connection.
+SOCKS_BIND_TIMEOUT = 120.0
+#: Global cap on client connections (3proxy ``maxconn`` default 500;
+#: tun2socks PR #529 caps at 4096).  Beyond it new clients are closed.
+SOCKS_MAX_CONNECTIONS = 512
+#: Relay read size and per-direction write buffer high-water mark: the
+#: per-connection memory bound is about 2 x (chunk + high water).
+SOCKS_RELAY_CHUNK = 16384
+SOCKS_RELAY_HIGH_WATER = 65536
+#: Datagrams queued per UDP association towards the client before tail drop.
+SOCKS_UDP_QUEUE = 256
+#: Addresses of one resolved name tried per CONNECT before giving up.
+SOCKS_MAX_ADDRESS_ATTEMPTS = 4
+#: Names remembered per UDP association (no TTL: associations are short-lived;
+#: oldest forgotten first), so a DNS lookup is not made per datagram.
+SOCKS_UDP_NAME_CACHE = 64
+#: RFC 1035 §2.3.4: a name is at most 255 octets on the wire (253 as text),
+#: a label at most 63.
+DNS_MAX_NAME = 253
+DNS_MAX_LABEL = 63

@@ -1,7 +1,7 @@
 """Rule 12: protocol cores do no I/O.
 
 Every module under ``proxy/teredo`` and ``proxy/ipstack`` (and the SOCKS5
-codec) except ``*_asyncio.py`` drivers must not import asyncio, socket, time,
+codec modules ``proxy/socks5*.py``) except ``*_asyncio.py`` drivers must not import asyncio, socket, time,
 os, random, select or threading; nor anything from the I/O layers
 (``proxy.native``, ``proxy.apps``, ``proxy.cli``).  The only exception is
 ``from socket import inet_aton/inet_ntoa/inet_pton/inet_ntop``: pure
@@ -27,9 +27,9 @@ def core_modules() -> list[pathlib.Path]:
         for path in sorted((ROOT / sub).rglob("*.py")):
             if not path.name.endswith("_asyncio.py"):
                 out.append(path)
-    for name in ("socks5.py",):
-        if (ROOT / name).exists():
-            out.append(ROOT / name)
+    for path in sorted(ROOT.glob("socks5*.py")):
+        if not path.name.endswith("_asyncio.py"):
+            out.append(path)
     return out
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from proxy.errors import DropReason, ParseError
 from proxy.ipstack.wire.checksum import pseudo_header_sum, checksum
-from proxy.ipstack.wire.ipv6 import NextHeader
+from proxy.ipstack.wire.ipv6 import IPV6_HEADER_LEN, NextHeader, find_upper_layer
 
 __all__ = [
     "Icmpv6Type",
@@ -33,6 +33,9 @@ __all__ = [
     "icmpv6_checksum_ok",
     "with_checksum",
     "UnreachableCode",
+    "TimeExceededCode",
+    "QuotedPacket",
+    "is_error_type",
 ]
 
 ICMPV6_HEADER = struct.Struct("!BBHI")
@@ -63,6 +66,18 @@ class UnreachableCode(enum.IntEnum):
     PORT = 4
     SOURCE_POLICY = 5
     REJECT_ROUTE = 6
+
+
+class TimeExceededCode(enum.IntEnum):
+    """Time Exceeded codes (RFC 4443 §3.3)."""
+
+    HOP_LIMIT = 0
+    REASSEMBLY = 1
+
+
+def is_error_type(typ: int) -> bool:
+    """RFC 4443 §2.1: types 0-127 are errors, 128-255 informational."""
+    return typ < 128
 
 
 def icmpv6_checksum(src: bytes, dst: bytes, message: bytes | bytearray | memoryview) -> int:
@@ -152,3 +167,49 @@ class Icmpv6Error:
         msg = bytearray(ICMPV6_HEADER.pack(self.type, self.code, 0, self.param))
         msg += self.invoking[: max_len - 8]
         return with_checksum(src, dst, msg)
+
+
+@dataclass(frozen=True, slots=True)
+class QuotedPacket:
+    """What an ICMPv6 error says about the packet that caused it.
+
+    RFC 4443 §2.4(d): the error is handed to the upper-layer process that
+    sent the invoking packet, found from the quoted addresses, protocol and
+    the first 8 bytes of the upper-layer header (ports, TCP sequence number,
+    echo identifier).  Quotes may be truncated anywhere past those bytes.
+    """
+
+    src: bytes
+    "Source of the invoking packet (one of our addresses, if it was ours)."
+    dst: bytes
+    "Destination of the invoking packet (the peer)."
+    protocol: int
+    "Upper-layer protocol of the invoking packet."
+    header: bytes
+    "The first 8 bytes of its upper-layer header."
+
+    @classmethod
+    def parse(cls, invoking: bytes | bytearray | memoryview) -> "QuotedPacket":
+        """Decode the quote inside an error message (its body after 8 bytes)."""
+        if len(invoking) < IPV6_HEADER_LEN or invoking[0] >> 4 != 6:
+            raise ParseError(DropReason.TRUNCATED, "quote without an IPv6 header")
+        found = find_upper_layer(invoking)
+        if found is None:
+            raise ParseError(DropReason.TRUNCATED, "quote without its upper-layer header")
+        proto, off = found
+        if off + 8 > len(invoking):
+            raise ParseError(DropReason.TRUNCATED, "quote shorter than 8 upper-layer bytes")
+        return cls(
+            bytes(invoking[8:24]), bytes(invoking[24:40]), proto, bytes(invoking[off : off + 8])
+        )
+
+    @property
+    def ports(self) -> tuple[int, int]:
+        """(source port, destination port) for TCP and UDP."""
+        h = self.header
+        return (h[0] << 8 | h[1], h[2] << 8 | h[3])
+
+    @property
+    def tcp_seq(self) -> int:
+        """The quoted TCP sequence number (RFC 5927 §4.1 checks it)."""
+        return int.from_bytes(self.header[4:8], "big")

@@ -1,0 +1,148 @@
+"""Bulk TCP through the userspace stack to the Linux kernel over a TUN device.
+
+Our stack (Interface + asyncio Stack, this process) talks to the kernel's
+TCP in a fresh network namespace (proxy.testing.tunlab), MTU 1280 like
+Teredo.  For each direction and loss rate, one connection moves ``--mb``
+megabytes; ``iptables statistic`` rules drop packets at random in both
+directions when loss > 0.
+
+Prints one JSON object per result line::
+
+    {"bench": "ipstack_tun", "direction": "stack->kernel", "loss": 0.01,
+     "mb": 32, "seconds": .., "mb_per_s": .., "cpu_s_per_mb": ..,
+     "packets_in": .., "packets_out": .., "dropped": .., "loop": "asyncio"}
+
+``seconds`` runs from the first byte written to the last byte delivered
+(the kernel's reported end for stack->kernel; our EOF for kernel->stack);
+``cpu_s_per_mb`` is this process's CPU time (user+system: the stack, the
+asyncio loop, and the TUN syscalls) per megabyte over the same span.  The
+kernel peer's CPU is not counted.  Needs root.  ``--profile FILE`` writes a
+cProfile of the whole run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from proxy.testing.kernel_peer import stream  # noqa: E402
+from proxy.testing.tunlab import TunLab, lab_unavailable_reason  # noqa: E402
+
+MB = 1 << 20
+
+
+def expected(nbytes: int, seed: int) -> tuple[bytes, str]:
+    data = b"".join(stream(nbytes, seed))
+    return data, hashlib.sha256(data).hexdigest()
+
+
+async def stack_to_kernel(lab: TunLab, nbytes: int) -> dict:
+    data, digest = expected(nbytes, 1)
+    peer = await lab.peer("sink", 5001)
+    reader, writer = await lab.stack.open_connection(lab.kernel_addr, 5001)
+    view = memoryview(data)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for off in range(0, nbytes, 256 * 1024):
+        writer.write(view[off : off + 256 * 1024])
+        await writer.drain()
+    writer.write_eof()
+    res = await peer.result(600)
+    t1, cpu1 = time.perf_counter(), time.process_time()
+    assert res["bytes"] == nbytes and res["sha256"] == digest, "transfer corrupted"
+    writer.close()
+    return {"seconds": t1 - t0, "cpu": cpu1 - cpu0}
+
+
+async def kernel_to_stack(lab: TunLab, nbytes: int) -> dict:
+    _data, digest = expected(nbytes, 2)
+    peer = await lab.peer("source", 5002, nbytes, 2)
+    reader, writer = await lab.stack.open_connection(lab.kernel_addr, 5002)
+    chunks = []
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    while True:
+        data = await reader.read(1 << 20)
+        if not data:
+            break
+        chunks.append(data)
+    t1, cpu1 = time.perf_counter(), time.process_time()
+    got = b"".join(chunks)
+    assert len(got) == nbytes and hashlib.sha256(got).hexdigest() == digest, "transfer corrupted"
+    writer.close()
+    await peer.result(60)
+    return {"seconds": t1 - t0, "cpu": cpu1 - cpu0}
+
+
+async def one(direction: str, loss: float, nbytes: int, loop_name: str) -> dict:
+    async with TunLab() as lab:
+        lab.set_loss(loss)
+        run = stack_to_kernel if direction == "stack->kernel" else kernel_to_stack
+        r = await run(lab, nbytes)
+        mb = nbytes / MB
+        return {
+            "bench": "ipstack_tun",
+            "direction": direction,
+            "loss": loss,
+            "mb": round(mb, 3),
+            "seconds": round(r["seconds"], 4),
+            "mb_per_s": round(mb / r["seconds"], 2),
+            "cpu_s_per_mb": round(r["cpu"] / mb, 4),
+            "packets_in": lab.link.received,
+            "packets_out": lab.link.sent,
+            "dropped": lab.dropped(),
+            "loop": loop_name,
+            "python": platform.python_version(),
+        }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=float, default=32, help="megabytes per transfer")
+    ap.add_argument("--loss", type=float, action="append", help="loss rates (default 0 and 0.01)")
+    ap.add_argument("--direction", choices=["stack->kernel", "kernel->stack"], action="append")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    ap.add_argument("--profile", metavar="FILE", help="write a cProfile of the runs")
+    args = ap.parse_args()
+    reason = lab_unavailable_reason()
+    if reason is not None:
+        print(json.dumps({"bench": "ipstack_tun", "skipped": reason}))
+        return 0
+    losses = args.loss or [0.0, 0.01]
+    directions = args.direction or ["stack->kernel", "kernel->stack"]
+    nbytes = int(args.mb * MB)
+    loop_name = "asyncio"
+    if args.uvloop:
+        import uvloop
+
+        uvloop.install()
+        loop_name = "uvloop"
+    prof = cProfile.Profile() if args.profile else None
+
+    async def runs() -> None:
+        for _ in range(args.repeat):
+            for direction in directions:
+                for loss in losses:
+                    if prof:
+                        prof.enable()
+                    line = await one(direction, loss, nbytes, loop_name)
+                    if prof:
+                        prof.disable()
+                    print(json.dumps(line), flush=True)
+
+    asyncio.run(runs())
+    if prof:
+        prof.dump_stats(args.profile)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

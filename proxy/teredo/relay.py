@@ -214,6 +214,8 @@ class TeredoRelay:
         if not plen and nh == _NO_NEXT:
             self.counters["bubbles_in"] += 1  # a bubble has done its job
             return
+        # DEVIATION: beyond these scope checks, egress filtering ("destinations
+        # served by this relay") is left to the host firewall, as in Miredo.
         d0 = dpfx[0]
         if d0 == 0xFF:
             self._drop(DropReason.MULTICAST_DESTINATION)
@@ -367,6 +369,9 @@ class TeredoRelay:
                 self._icmp_error(now, Icmpv6Type.DEST_UNREACHABLE, UnreachableCode.ADDRESS, 0, packet)
                 return
             self.counters["peers_created"] += 1
+        # DEVIATION: case 2 (cone bit set: send directly, trust) is not
+        # applied: every untrusted peer goes through case 3, as in Miredo;
+        # see docs/deviations.md.
         # Case 3: queue, and bubble the client if the rate rule allows.
         if not peers.queue_push(i, packet):
             self._drop(DropReason.QUEUE_FULL)

@@ -276,7 +276,10 @@ class PeerTable:
         def lookup(key: bytes) -> int:
             if len(key) != 16:
                 return -1
-            h = hash(key)
+            try:
+                h = hash(key)
+            except TypeError:  # a bytearray or writable view: look up its bytes
+                return lookup(bytes(key))
             s = (h % nb) << 7
             o = find(key, s, s + 128)
             if o < 0:

@@ -11,7 +11,7 @@ per second.  ``relay_cpu_s`` is the CPU time of every process in the relay
 namespace during the run (Miredo forks a worker).
 
     sudo python3 benchmarks/relay_pps.py [--sizes 100,1280] [--duration 5] [--peers 100]
-                                         [--rate 0] [--repeat 1] [--workers 1]
+                                         [--rate 0] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -65,7 +65,6 @@ def main() -> int:
     ap.add_argument("--peers", type=int, default=100)
     ap.add_argument("--rate", type=float, default=0, help="offered pps (0: as fast as the generator goes)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per relay and size; medians are compared")
-    ap.add_argument("--workers", type=int, default=1, help="--workers for our relay")
     a = ap.parse_args()
     reason = lab_unavailable_reason(miredo=True)
     if reason:
@@ -84,8 +83,7 @@ def main() -> int:
             lab.stop("miredo-relay")
             lab.wait_for(lambda: lab.run("relay", "ip", "link", "show", "teredo", check=False).returncode != 0,
                          10, "Miredo's tunnel to go")
-            extra = ("--workers", str(a.workers)) if a.workers > 1 else ()
-            lab.start_relay(*extra)
+            lab.start_relay()
             for size in sizes:
                 r = stress(lab, size, a, f"ours-{size}")
                 results.setdefault(("ours", size), []).append(r.get("forwarded_pps", 0))

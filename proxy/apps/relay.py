@@ -3,8 +3,8 @@
 Composition root: open the native link (TUN, raw sockets or the in-memory
 pair) and the UDP socket while privileged, then drop to ``--user``, then
 run the :class:`~proxy.teredo.relay.TeredoRelay` core under the asyncio
-driver (uvloop when installed) until SIGINT/SIGTERM.  With ``--workers N``
-the work is split over N processes, see :mod:`proxy.apps.relay_workers`.
+driver (uvloop when installed) until SIGINT/SIGTERM.  One process: see
+docs/relay.md for why there are no worker processes.
 
 Exit codes (CONTRACT.md): 0 on a clean stop, 1 when the relay cannot run
 (no permission for the TUN device, port in use...), 2 for a bad
@@ -51,7 +51,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", metavar="NAME", help="drop privileges to this user after setup")
     p.add_argument("--status-file", metavar="PATH", help="JSON status, rewritten atomically")
     p.add_argument("--max-peers", type=int, metavar="N", help="peer table capacity (default 1048576)")
-    p.add_argument("--workers", type=int, metavar="N", help="worker processes (SO_REUSEPORT, multi-queue TUN)")
     p.add_argument("--icmp-source", metavar="IPV6", help="source of ICMPv6 errors (default: first global address)")
 
 
@@ -62,13 +61,13 @@ def load_config(args: argparse.Namespace) -> RelayConfig:
 # -- setup helpers ------------------------------------------------------------------
 
 
-def open_link(config: RelayConfig, *, multi_queue: bool = False):
+def open_link(config: RelayConfig):
     """The native link the configuration asks for (NativeLinkError if impossible)."""
     if config.native == "tun":
         from proxy.native.tun_linux import TunLink
 
         route = config.prefix.to_bytes(4, "big") if config.route else None
-        return TunLink(config.interface, config.mtu, route_prefix=route, multi_queue=multi_queue)
+        return TunLink(config.interface, config.mtu, route_prefix=route)
     if config.native == "raw":
         from proxy.native.raw_socket import RawLink
 
@@ -186,10 +185,6 @@ async def serve(config: RelayConfig, core: TeredoRelay, sock, link, status: Stat
 
 
 def run(config: RelayConfig, args: argparse.Namespace) -> int:
-    if config.workers > 1:
-        from proxy.apps.relay_workers import run_workers
-
-        return run_workers(config)
     status = StatusFile(config.status_file, "relay")
     update_status(status, settings=config.describe())
     try:

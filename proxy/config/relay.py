@@ -74,8 +74,6 @@ class RelayConfig:
     "SyslogFacility: accepted for compatibility; logs go to stderr (journald takes them)."
     max_peers: int = RELAY_MAX_PEERS
     "--max-peers: hard cap of the peer table."
-    workers: int = 1
-    "--workers: processes sharing the UDP port (SO_REUSEPORT) and a multi-queue TUN."
     icmp_source: str | None = None
     "--icmp-source: source of ICMPv6 errors (default: the host's first global IPv6 address)."
     source: str | None = None
@@ -104,10 +102,6 @@ class RelayConfig:
             raise ConfigError("RelayType", f"{self.relay_type!r} is not one of {', '.join(RELAY_TYPES)}")
         if self.max_peers < 1:
             raise ConfigError("--max-peers", "must be at least 1")
-        if not 1 <= self.workers <= 64:
-            raise ConfigError("--workers", f"{self.workers} is outside 1..64")
-        if self.workers > 1 and self.native != "tun":
-            raise ConfigError("--workers", "several workers need --native tun (a multi-queue device)")
         if self.user is not None:
             try:
                 pwd.getpwnam(self.user)
@@ -163,7 +157,7 @@ class RelayConfig:
             c = cls.from_miredo(load_miredo_conf(args.config), c)
         changes: dict[str, Any] = {}
         for name in ("bind", "port", "native", "interface", "mtu", "user", "status_file", "max_peers",
-                     "workers", "icmp_source", "relay_type"):
+                     "icmp_source", "relay_type"):
             v = getattr(args, name, None)
             if v is not None:
                 changes[name] = v

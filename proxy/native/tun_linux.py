@@ -12,8 +12,7 @@ forwarding enabled (``net.ipv6.conf.all.forwarding=1``).
 
 Opening needs CAP_NET_ADMIN (root); afterwards the descriptor is all the
 relay needs, so privileges can be dropped.  The interface disappears when
-the last descriptor closes.  With ``multi_queue`` (``IFF_MULTI_QUEUE``)
-several worker processes can each attach a queue of the same device.
+the last descriptor closes.
 """
 
 from __future__ import annotations
@@ -31,20 +30,19 @@ from proxy.native.base import NativeLinkError
 __all__ = ["TunLink"]
 
 TUNSETIFF = 0x400454CA
-IFF_TUN, IFF_NO_PI, IFF_MULTI_QUEUE = 0x0001, 0x1000, 0x0100
+IFF_TUN, IFF_NO_PI = 0x0001, 0x1000
 _IFREQ = struct.Struct("16sH22x")
 
 
-def _open_queue(name: str, multi_queue: bool) -> tuple[int, str]:
+def _open_tun(name: str) -> tuple[int, str]:
     try:
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise NativeLinkError("no /dev/net/tun: load the tun module (modprobe tun)") from None
     except PermissionError:
         raise NativeLinkError("cannot open /dev/net/tun: run as root or with CAP_NET_ADMIN") from None
-    flags = IFF_TUN | IFF_NO_PI | (IFF_MULTI_QUEUE if multi_queue else 0)
     try:
-        res = fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(), flags))
+        res = fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(), IFF_TUN | IFF_NO_PI))
     except OSError as e:
         os.close(fd)
         if e.errno == errno.EPERM:
@@ -67,19 +65,17 @@ class TunLink:
         *,
         route_prefix: bytes | None = b"\x20\x01\x00\x00",
         configure: bool = True,
-        multi_queue: bool = False,
     ) -> None:
         """
         :param route_prefix: the 4-byte Teredo prefix to route to the interface
             (a /32), or None to leave routing to the operator (``--no-route``).
-        :param configure: bring the link up and set MTU and address (False
-            when attaching another queue to a configured device).
+        :param configure: bring the link up, set MTU, address and route
+            (False: the operator configures the device).
         """
         if len(name.encode()) > 15:
             raise NativeLinkError(f"interface name {name!r} is longer than 15 bytes")
-        self._fd, self.name = _open_queue(name, multi_queue)
+        self._fd, self.name = _open_tun(name)
         self.mtu = mtu
-        self.multi_queue = multi_queue
         fd = self._fd
         self.recv = functools.partial(os.read, fd, RELAY_MAX_PACKET)
         self.send = functools.partial(os.write, fd)
@@ -101,12 +97,6 @@ class TunLink:
         netlink.add_address(self.name, RELAY_LINK_LOCAL, 64)
         if route_prefix is not None:
             netlink.replace_route(self.name, route_prefix + bytes(12), 32, RELAY_ROUTE_METRIC)
-
-    def attach_queue(self) -> "TunLink":
-        """Another queue of this multi-queue device (for a worker process)."""
-        if not self.multi_queue:
-            raise NativeLinkError("attach_queue needs a multi-queue TUN link")
-        return TunLink(self.name, self.mtu, configure=False, multi_queue=True)
 
     def fileno(self) -> int:
         return self._fd

@@ -123,6 +123,7 @@ _B = PEER_BUCKET_SLOTS
 _BKEYS = _B * 16  # bytes of keys per bucket
 assert _BKEYS == 128, "lookup shifts by 7: 8 slots of 16 bytes per bucket"
 _VALID_TICKS = int(PEER_VALIDITY / PEER_TIME_UNIT)
+_TPS = 1.0 / PEER_TIME_UNIT
 
 QueueItem = tuple[bytes, object]
 "A queued packet and the caller's tag (e.g. the source endpoint of an incoming packet)."
@@ -275,7 +276,10 @@ class PeerTable:
         def lookup(key: bytes) -> int:
             if len(key) != 16:
                 return -1
-            h = hash(key)
+            try:
+                h = hash(key)
+            except TypeError:  # a bytearray or writable view: look up its bytes
+                return lookup(bytes(key))
             s = (h % nb) << 7
             o = find(key, s, s + 128)
             if o < 0:
@@ -382,7 +386,8 @@ class PeerTable:
         gen[i] = self._ep[0]
         if type(ipv4) is str:
             ipv4 = int.from_bytes(inet_aton(ipv4), "big")
-        old = ticks(now - PEER_VALIDITY)
+        old = (now - PEER_VALIDITY) * _TPS
+        old = int(old) if 0.0 <= old < 2e9 else ticks(now - PEER_VALIDITY)  # int() floors non-negative values
         REC.pack_into(self.rec, i * REC_SIZE, 1 if trusted else 0, 0, 0, ipv4, port, old, old, old, old)
         return i
 

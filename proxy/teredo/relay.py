@@ -76,7 +76,10 @@ log = logging.getLogger("proxy.teredo.relay")
 Datagram = tuple[bytes, tuple[str, int]]
 "A UDP payload and its IPv4 destination endpoint."
 
-_MAP = struct.Struct("!HI")  # obfuscated port and IPv4 of a Teredo address (bytes 10-16)
+#: The IPv6 header fields the reception fast path needs, in one call:
+#: version byte, payload length, next header, source prefix, the source's
+#: obfuscated port and IPv4 (RFC 4380 §4), destination prefix.
+_HDR = struct.Struct("!B3xHBx4s6xHI4s")
 _TICKS = 1.0 / PEER_TIME_UNIT
 _VALID_TICKS = int(PEER_VALIDITY * _TICKS)
 _NO_NEXT = NextHeader.NO_NEXT_HEADER
@@ -130,6 +133,9 @@ class TeredoRelay:
         self.require_global = require_global
         self._secret = bytes(secret)
         self.peers = peers if peers is not None else PeerTable(max_peers)
+        self._lookup = self.peers.lookup
+        self._rec = self.peers.rec
+        self._rec_i32 = self.peers.rec_i32
         self.drops: Counter[DropReason] = Counter()
         "Why packets were not used, by reason."
         self.counters: Counter[str] = Counter()
@@ -169,52 +175,55 @@ class TeredoRelay:
     # -- RFC 4380 §5.4.2: reception from the Teredo side ---------------------------
     def datagram_received(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         """One UDP payload from ``addr``.  Never raises on bad input."""
-        n = len(data)
-        if n < 40 or data[0] & 0xF0 != 0x60:
+        if len(data) >= 40 and data[0] & 0xF0 == 0x60:
+            b0, plen, nh, spfx, oport, oip, dpfx = _HDR.unpack_from(data)
+        else:
             data = self._decapsulate(data)  # indicators first (§5.1.1), or junk
             if data is None:
                 return
-            n = len(data)
-        end = 40 + ((data[4] << 8) | data[5])
+            b0, plen, nh, spfx, oport, oip, dpfx = _HDR.unpack_from(data)
+        n = len(data)
+        end = 40 + plen
         if end > n:
             self._drop(DropReason.IPV6_TRUNCATED)
             return
         # "the relay ... checks that the IPv6 source address is a Teredo
         # address" whose "mapped address and port ... match the IPv4 source
         # address and port of the packet"; otherwise MUST discard.
-        if not data.startswith(self._pfx, 8):
+        pfx = self._pfx
+        if spfx != pfx:
             self._drop(DropReason.NOT_TEREDO_SOURCE)
             return
         ip, port = addr
-        oport, oip = _MAP.unpack_from(data, 18)
         ipn = self._ipint.get(ip)
         if ipn is None:
             ipn = self._ip_to_int(ip)
         if oport ^ 0xFFFF != port or oip ^ 0xFFFFFFFF != ipn:
             self._drop(DropReason.MAPPING_MISMATCH)
             return
-        peers = self.peers
-        i = peers.lookup(data[8:24])
+        i = self._lookup(data[8:24])
         if i < 0:
             # "the relay MAY decide to discard" packets from unknown peers;
             # entries are only created by native traffic (§5.4.1).
             self._drop(DropReason.UNKNOWN_PEER)
             return
-        if peers.rec[i * REC_SIZE + B_FLAGS] == TRUSTED:
-            peers.rec_i32[i * 7 + I32_RX] = int(now * _TICKS)  # "date of last reception"
+        if self._rec[i * REC_SIZE] == TRUSTED:  # trusted, nothing queued
+            self._rec_i32[i * 7 + I32_RX] = int(now * _TICKS)  # "date of last reception"
         else:
             self._answered(i, now)  # "set the status ... to trusted", flush the queue
-        if end == 40 and data[6] == _NO_NEXT:
+        if not plen and nh == _NO_NEXT:
             self.counters["bubbles_in"] += 1  # a bubble has done its job
             return
-        d0 = data[24]
+        # DEVIATION: beyond these scope checks, egress filtering ("destinations
+        # served by this relay") is left to the host firewall, as in Miredo.
+        d0 = dpfx[0]
         if d0 == 0xFF:
             self._drop(DropReason.MULTICAST_DESTINATION)
             return
-        if data.startswith(self._pfx, 24):
+        if dpfx == pfx:
             self._drop(DropReason.TEREDO_TRANSIT)  # Teredo to Teredo goes direct, not via relays
             return
-        if (d0 == 0xFE and data[25] & 0xC0 == 0x80) or (d0 == 0 and data[24:39] == _ZERO15):
+        if (d0 == 0xFE and dpfx[1] & 0xC0 == 0x80) or (d0 == 0 and data[24:39] == _ZERO15):
             self._drop(DropReason.DESTINATION_NOT_GLOBAL)  # link-local, ::, ::1
             return
         if self.router:
@@ -360,6 +369,9 @@ class TeredoRelay:
                 self._icmp_error(now, Icmpv6Type.DEST_UNREACHABLE, UnreachableCode.ADDRESS, 0, packet)
                 return
             self.counters["peers_created"] += 1
+        # DEVIATION: case 2 (cone bit set: send directly, trust) is not
+        # applied: every untrusted peer goes through case 3, as in Miredo;
+        # see docs/deviations.md.
         # Case 3: queue, and bubble the client if the rate rule allows.
         if not peers.queue_push(i, packet):
             self._drop(DropReason.QUEUE_FULL)

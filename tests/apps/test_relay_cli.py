@@ -48,7 +48,7 @@ def test_flags_override_the_file(tmp_path):
 
     args = argparse.Namespace(config=write(tmp_path, MIREDO_RELAY_CONF), port=4000, interface="t9", mtu=None,
                               bind=None, native="memory", prefix="2001::/32", no_route=True, user=None,
-                              status_file=None, max_peers=10, workers=None, icmp_source=None, relay_type="cone")
+                              status_file=None, max_peers=10, icmp_source=None, relay_type="cone")
     c = RelayConfig.from_args(args)
     assert (c.port, c.interface, c.mtu, c.native, c.prefix, c.route, c.max_peers, c.relay_type) == (
         4000, "t9", 1400, "memory", 0x20010000, False, 10, "cone")
@@ -63,7 +63,6 @@ def test_flags_override_the_file(tmp_path):
     (["relay", "--bind", "::1"], "--bind"),
     (["relay", "--interface", "x" * 16], "--interface"),
     (["relay", "--user", "no-such-user-here"], "--user"),
-    (["relay", "--workers", "2", "--native", "memory"], "--workers"),
     (["relay", "--max-peers", "0"], "--max-peers"),
     (["relay", "--icmp-source", "1.2.3.4"], "--icmp-source"),
 ])

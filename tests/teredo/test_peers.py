@@ -57,6 +57,13 @@ def test_insert_existing_returns_same_slot(rng):
     assert t.mapping(i) == (1, 2)  # an existing entry is not overwritten
 
 
+def test_lookup_accepts_any_bytes_like(rng):
+    t = PeerTable(10)
+    k = rng.randbytes(16)
+    i = t.insert(bytearray(k), 0.0)
+    assert t.lookup(bytearray(k)) == i == t.lookup(memoryview(k)) == t.lookup(k)
+
+
 def test_bad_keys():
     t = PeerTable(10)
     with pytest.raises(ValueError):

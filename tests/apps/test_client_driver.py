@@ -18,17 +18,6 @@ from proxy.config.server import ServerConfig
 from proxy.status import StatusFile
 
 
-@pytest.fixture(autouse=True)
-def restore_logging():
-    """``main()`` configures the ``proxy`` logger; put it back for other tests (caplog)."""
-    import logging
-
-    logger = logging.getLogger("proxy")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
-
-
 def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((host, 0))

@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="stress_cmd", metavar="WHAT", required=True)
     pp = sub.add_parser("peers", help="peer table: inserts/s, lookups/s, bytes per peer")
     pp.add_argument("--count", type=int, default=1_000_000, metavar="N", help="peers to insert (default 1000000)")
-    pp.add_argument("--rounds", type=int, default=3, metavar="R", help="lookup rounds; the best is reported")
+    pp.add_argument("--rounds", type=int, default=5, metavar="R", help="lookup rounds; the best is reported (default 5)")
     pp.add_argument("--baseline", action="store_true", help="also measure a dict of slotted objects")
     pp.add_argument("--seed", type=int, default=1, help="key generator seed")
     pr = sub.add_parser("relay", help="emulate Teredo clients sending through a relay to a native sink")

@@ -450,11 +450,12 @@ class TeredoRelay:
 
         The error goes back where the packet came from: to native IPv6, or
         (``teredo``) to the client's endpoint.  Not answered (§2.4(e)):
-        ICMPv6 errors, and packets whose source is not a unicast address.
+        ICMPv6 errors, and packets whose source is not a unicast address
+        (nor link-local ones, which an error could not reach across the relay).
         """
         src = invoking[8:24]
-        if src[0] == 0xFF or src == bytes(16):
-            return
+        if src[0] == 0xFF or src == bytes(16) or (src[0] == 0xFE and src[1] & 0xC0 == 0x80):
+            return  # multicast, unspecified: §2.4(e); link-local: not reachable across the relay
         if invoking[6] == _ICMPV6 and len(invoking) > 40 and invoking[40] < 128:
             return
         if self.icmp_source is None:

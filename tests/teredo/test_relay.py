@@ -233,6 +233,8 @@ def test_no_icmp_about_icmp_errors_or_without_a_source():
     err = ipv6_packet(HOST, a6("2001:db8:2::1"), NextHeader.ICMPV6, bytes((1, 0, 0, 0, 0, 0, 0, 0)))
     r.ipv6_from_native(err, 0.0)
     assert r.ipv6_to_native() == []
+    r.ipv6_from_native(udp_like(a6("fe80::5"), a6("2001:db8:2::1")), 0.0)  # link-local source
+    assert r.ipv6_to_native() == [] and r.drops[DropReason.NOT_OUR_PREFIX] == 2
     r2 = make_relay(icmp_source=None)
     r2.ipv6_from_native(udp_like(HOST, a6("2001:db8:2::1")), 0.0)
     assert r2.ipv6_to_native() == [] and r2.counters["icmp_no_source"] == 1

@@ -22,6 +22,7 @@ import sys
 from typing import Callable
 
 from proxy.config.client import ClientConfig
+from proxy.config.socks import add_socks_arguments
 from proxy.errors import ConfigError
 from proxy.ipstack.wire.icmpv6 import Echo, Icmpv6Type
 from proxy.ipstack.wire.ipv6 import NextHeader
@@ -43,7 +44,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server2", metavar="IPV4", help="secondary address of the first server (default: its + 1)")
     p.add_argument("--bind", metavar="IPV4", help="local IPv4 address (BindAddress; default 0.0.0.0)")
     p.add_argument("--port", type=int, help="local UDP port (BindPort; default random)")
-    p.add_argument("--socks", metavar="HOST:PORT", help="SOCKS5 endpoint (default 127.0.0.1:1080)")
     p.add_argument("--status-file", metavar="PATH", help="JSON status, rewritten atomically")
     p.add_argument("--ping", metavar="ADDR", help="qualify, then ping this IPv6 address through Teredo")
     p.add_argument("--count", type=int, default=4, help="echo requests for --ping (default 4)")
@@ -59,6 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auth-key", metavar="HEX", help="secure qualification key")
     p.add_argument("--server-port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--allow-loopback", action="store_true", help=argparse.SUPPRESS)
+    add_socks_arguments(p)
 
 
 def load_config(args: argparse.Namespace) -> ClientConfig:
@@ -102,6 +103,12 @@ class ClientRunner:
         "Second socket for the NAT-type comparison (qualification.py explains why)."
         self.loop: asyncio.AbstractEventLoop | None = None
         self.on_packet: list[Callable[[bytes], None]] = []
+        "Called with each IPv6 packet for the local stack (the ping tool)."
+        self.on_packets: list[Callable[[list[bytes]], None]] = []
+        "Called once per flush with every IPv6 packet for the local stack."
+        self.on_event: list[Callable[[object], None]] = []
+        "Called with every event of the core (Qualified, AddressChanged...)."
+        self._flush_handle: asyncio.Handle | None = None
         self.qualified_event = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -150,12 +157,20 @@ class ClientRunner:
         self.flush()
 
     def send_ipv6(self, packet: bytes) -> None:
-        """An IPv6 packet from the local stack (or the ping tool)."""
+        """An IPv6 packet from the local stack (or the ping tool).
+
+        The flush is deferred to the end of the loop iteration, so a burst of
+        packets from the stack becomes one batch of datagrams.
+        """
         self.core.ipv6_from_stack(packet, self.loop.time())
-        self.flush()
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Send, dispatch events and stack packets, write the status, re-arm the timer."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         core = self.core
         if self.endpoint is not None:
             for data, addr in core.datagrams_to_send():
@@ -167,13 +182,18 @@ class ClientRunner:
         while (ev := core.next_event()) is not None:
             self._event(ev)
         packets = core.ipv6_to_stack()
-        for packet in packets:
+        if packets:
             for cb in self.on_packet:
-                cb(packet)
+                for packet in packets:
+                    cb(packet)
+            for batch_cb in self.on_packets:
+                batch_cb(packets)
         self._write_status()
         self._arm()
 
     def _event(self, ev: object) -> None:
+        for cb in self.on_event:
+            cb(ev)
         if isinstance(ev, ResolveServer):
             task = self.loop.create_task(self._resolve(ev.name))
             self._tasks.add(task)
@@ -247,6 +267,9 @@ class ClientRunner:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         for t in list(self._tasks):
             t.cancel()
         for ep in (self.endpoint, self.probe):
@@ -327,8 +350,25 @@ async def ping(runner: ClientRunner, target: str, count: int, interval: float, q
 
 
 async def serve(config: ClientConfig, args: argparse.Namespace, stop: asyncio.Event) -> int:
+    """``--ping``: qualify and ping.  Otherwise: the whole client (SOCKS5
+    endpoint, userspace IPv6 stack, Teredo) until ``stop``."""
     status = StatusFile(config.status_file, "client")
     status.update(state="starting")
+    if args.ping is None:
+        from proxy.apps.client_proxy import TeredoProxy
+
+        proxy = TeredoProxy(config, status=status)
+        try:
+            await proxy.start()
+        except OSError as e:
+            log.error("%s", e)
+            status.update(state="failed")
+            return 1
+        try:
+            await proxy.run_until(stop)
+        finally:
+            await proxy.close()
+        return 0
     runner = ClientRunner(config, status=status)
     try:
         await runner.start()
@@ -337,16 +377,7 @@ async def serve(config: ClientConfig, args: argparse.Namespace, stop: asyncio.Ev
         status.update(state="failed")
         return 1
     try:
-        if args.ping is not None:
-            return await ping(runner, args.ping, args.count, args.interval, args.qualify_timeout)
-        log.warning("SOCKS5 endpoint %s:%d is not served yet (a later release wires the IPv6 stack in); "
-                    "running as a Teredo client only", *config.socks)
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=10.0)
-            except asyncio.TimeoutError:
-                status.update(**runner.counters())
-        return 0
+        return await ping(runner, args.ping, args.count, args.interval, args.qualify_timeout)
     finally:
         runner.close()
         status.update(**runner.counters())

@@ -12,48 +12,19 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.config.miredo import load_miredo_conf
 from proxy.config.server import SYSLOG_FACILITIES
+from proxy.config.socks import SocksConfig, socks_config_from_args
 from proxy.constants import REFRESH_INTERVAL, TEREDO_PORT
 from proxy.errors import ConfigError
 from proxy.teredo.ipv4 import global_check
 
-__all__ = ["ClientConfig", "parse_host_port", "split_servers"]
+__all__ = ["ClientConfig", "split_servers"]
 
 RELAY_TYPES_CLIENT = ("client", "autoclient")
-
-
-def parse_host_port(field_name: str, text: str, default_port: int) -> tuple[str, int]:
-    """``HOST:PORT`` or ``HOST`` (IPv4 or name; ``[v6]:port`` for IPv6)."""
-    host, port = text, default_port
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ConfigError(field_name, f"{text!r}: unbalanced [")
-        host, rest = text[1:end], text[end + 1:]
-        if rest:
-            if not rest.startswith(":"):
-                raise ConfigError(field_name, f"{text!r} is not HOST:PORT")
-            port = _port(field_name, rest[1:])
-    elif text.count(":") == 1:
-        host, p = text.split(":")
-        port = _port(field_name, p)
-    if not host:
-        raise ConfigError(field_name, f"{text!r} has no host")
-    return host, port
-
-
-def _port(field_name: str, text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise ConfigError(field_name, f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise ConfigError(field_name, f"{value} is not a port number")
-    return value
 
 
 def _is_hostname(v: str) -> bool:
@@ -87,8 +58,8 @@ class ClientConfig:
     "Local IPv4 address (BindAddress / --bind)."
     port: int = 0
     "Local UDP port (BindPort / --port); 0 = random, as RFC 4380 §5.2 advises."
-    socks: tuple[str, int] = ("127.0.0.1", 1080)
-    "SOCKS5 endpoint (--socks); served from a later release."
+    socks: SocksConfig = field(default_factory=SocksConfig)
+    "SOCKS5 endpoint: --socks, --socks-user, --socks-password-file, --ipv4."
     status_file: str | None = None
     "JSON status file, rewritten atomically (--status-file)."
     interface_name: str | None = None
@@ -157,7 +128,7 @@ class ClientConfig:
             "server_port": self.server_port,
             "bind": self.bind,
             "port": self.port,
-            "socks": f"{self.socks[0]}:{self.socks[1]}",
+            "socks": self.socks.describe(),
             "status_file": self.status_file,
             "interface_name": self.interface_name,
             "mtu": self.mtu,
@@ -206,8 +177,7 @@ class ClientConfig:
             "server_port": getattr(args, "server_port", None), "refresh_interval": getattr(args, "refresh", None),
         }
         settings.update({k: v for k, v in flags.items() if v is not None})
-        if getattr(args, "socks", None):
-            settings["socks"] = parse_host_port("--socks", args.socks, 1080)
+        settings["socks"] = socks_config_from_args(args)
         if getattr(args, "no_cone_probe", False):
             settings["cone_probe"] = False
         if getattr(args, "single_socket", False):

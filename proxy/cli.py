@@ -29,7 +29,10 @@ __all__ = ["main", "build_parser"]
 #: Sub-command -> module.  Roles whose config ``check-config`` can resolve
 #: are those with a ``load_config``.
 COMMANDS: dict[str, str] = {
+    "client": "proxy.apps.client",
+    "relay": "proxy.apps.relay",
     "server": "proxy.apps.server",
+    "stress": "proxy.apps.stress",
     "demo": "proxy.apps.demo",
 }
 

@@ -76,6 +76,35 @@ REFRESH_RANDOM_MIN = 0.75
 #: Backoff between failed qualification rounds (Miredo waits a fixed 100 s).
 RESTART_BACKOFF_MIN = 4.0
 RESTART_BACKOFF_MAX = 100.0
+#: How long to keep listening for the cone RA (answered from the secondary
+#: address) after the restricted RA came back: both RSs leave together, so
+#: the cone RA is due about one round trip later.  Grace = max(MIN, 4 x RTT),
+#: at most the qualification timeout T.  (Ours: the RFC probes one after the
+#: other, which costs N x T = 12 s behind every non-cone NAT.)
+CONE_GRACE_MIN = 0.02
+CONE_GRACE_RTT_FACTOR = 4.0
+#: How long the driver may take to answer a ResolveServer request.
+RESOLVE_TIMEOUT = 10.0
+#: A clock jump larger than this (suspend, VM pause) makes a qualified client
+#: refresh at once: the NAT mapping may have expired meanwhile.
+CLOCK_JUMP = 2 * 30.0
+#: Nonces and client id of an RS (RFC 4380 §5.2.1; RFC 5991 §3: at least 64 bits).
+RS_NONCE_LEN = 8
+#: Bound on outstanding RS nonces remembered per qualification round.
+MAX_RS_NONCES = 16
+#: RFC 4380 §5.2.9: the relay-discovery echo carries at least 64 random bits.
+PING_NONCE_LEN = 8
+#: Peers a client remembers (Miredo's non-Judy build: 1024; a client talks
+#: to few peers, a relay to many).
+CLIENT_MAX_PEERS = 4096
+#: Same-NAT peers whose advertised local endpoints (RFC 6081 §5.6) a client remembers.
+MAX_PEERS_ALTERNATES = 256
+#: When a rate rule says "wait" (the 2 s spacing is not over), look again this much later.
+PROBE_RECHECK = 0.1
+#: Peers of a client that may have packets queued at once.
+CLIENT_MAX_QUEUED_PEERS = 1024
+#: Packets delivered to the local stack but not yet pulled are bounded too.
+CLIENT_STACK_QUEUE = 4096
 
 # ---------------------------------------------------------------------------
 # Peers (client and relay: RFC 4380 §5.2.4, §5.2.6, §5.4; Miredo peerlist.c)
@@ -130,6 +159,51 @@ SERVER_NATIVE_RATE = 20000.0
 SERVER_NATIVE_BURST = 2000
 #: Miredo server.c: retries of a raw send failing with an ICMP-induced errno.
 SERVER_RAW_SEND_RETRIES = 10
+
+# ---------------------------------------------------------------------------
+# Peer table layout (proxy/teredo/peers.py; our design, see docs/relay.md)
+# ---------------------------------------------------------------------------
+
+#: Slots per bucket of the two-choice cuckoo table: one bucket's keys are a
+#: 128-byte run searched with a single C-level ``bytearray.find``.
+PEER_BUCKET_SLOTS = 8
+#: Buckets are sized so the nominal capacity fills at most this share of the
+#: slots; bucketized cuckoo hashing with 8-slot buckets inserts reliably to
+#: about 0.97 (Erlingsson et al. 2006), so 0.93 leaves headroom.
+PEER_TABLE_LOAD = 0.9
+#: Displacements tried before an insertion gives up (table "full").
+PEER_CUCKOO_KICKS = 256
+#: Times are stored as signed 32-bit counts of this many seconds (a 17-year
+#: range of monotonic time); rate rules round transmissions up, receptions
+#: down, so every RFC interval is honoured conservatively.
+PEER_TIME_UNIT = 0.25
+#: Expiry sweep: slots examined (C-level scan) and entries removed per
+#: ``handle_timer`` call, and the delay between calls while a pass runs.
+PEER_SWEEP_SLOTS = 65536
+PEER_SWEEP_REMOVALS = 8192
+PEER_SWEEP_INTERVAL = 0.05
+#: Peers that may hold queued packets at once (each at most
+#: PEER_QUEUE_BYTES): bounds queue memory to about 20 MiB.
+MAX_QUEUED_PEERS = 16384
+
+# ---------------------------------------------------------------------------
+# Teredo relay (RFC 4380 §5.4; Miredo relay.c, relayd.c)
+# ---------------------------------------------------------------------------
+
+#: Miredo relayd.c: a relay's default tunnel MTU (InterfaceMTU).
+RELAY_MTU = 1280
+#: Miredo relayd.c: the relay's tunnel interface carries this link-local
+#: address (fe80::ffff:ffff:ffff/64) and routes the prefix with metric 1024.
+RELAY_LINK_LOCAL = LINK_LOCAL_RESTRICTED
+RELAY_ROUTE_METRIC = 1024
+#: Largest IPv6 packet read from the native side or a UDP datagram
+#: (RFC 4380 §5.1.2 allows up to the UDP maximum).
+RELAY_MAX_PACKET = MAX_UDP_PAYLOAD
+#: Datagrams drained per readiness callback before yielding to the loop,
+#: so one busy socket cannot starve the other direction.
+RELAY_DRAIN_BATCH = 256
+#: Default hard cap on the relay's peer table (Miredo's Judy cap).
+RELAY_MAX_PEERS = MAX_PEERS
 
 # ---------------------------------------------------------------------------
 # IPv6 host stack (proxy/ipstack: RFC 8200, RFC 4443, RFC 5722, RFC 8201)

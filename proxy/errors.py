@@ -82,6 +82,20 @@ class DropReason(enum.Enum):
     HOP_LIMIT = "hop-limit-exceeded"
     TOO_BIG = "too-big"
     RATE_LIMITED = "rate-limited"
+    AUTH_FAILED = "authentication-failed"
+    UNEXPECTED_RA = "unexpected-router-advertisement"
+    BUBBLE_LIMIT = "bubble-limit"
+    PING_LIMIT = "ping-limit"
+    BAD_TRAILER = "bad-trailer"
+    NOT_FROM_PEER = "not-from-peer"
+    SOURCE_NOT_OURS = "source-not-our-address"
+
+    # --- Relay (RFC 4380 §5.4) ------------------------------------------------
+    TEREDO_TRANSIT = "teredo-to-teredo-transit"
+    SOURCE_NOT_GLOBAL_IPV6 = "ipv6-source-not-global"
+    BUBBLE_GIVE_UP = "peer-never-answered"
+    ICMP_RATE_LIMITED = "icmpv6-error-rate-limited"
+    SEND_FAILED = "send-failed"
 
     # --- IPv6 host stack -----------------------------------------------------
     BAD_CHECKSUM = "bad-checksum"

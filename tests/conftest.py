@@ -24,3 +24,16 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def rng() -> random.Random:
     """A seeded RNG: every test that needs randomness gets the same stream."""
     return random.Random(0x7E2ED0)
+
+
+@pytest.fixture(autouse=True)
+def _restore_proxy_logger():
+    """``cli.main()`` configures the ``proxy`` logger (own handler, no
+    propagation); put it back after every test so caplog sees later logs."""
+    import logging
+
+    logger = logging.getLogger("proxy")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:] = saved[0]
+    logger.level, logger.propagate = saved[1], saved[2]

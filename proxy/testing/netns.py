@@ -280,6 +280,28 @@ class Lab:
                       10, "Miredo relay's teredo interface")
         self.run("relay", "ip", "-6", "route", "replace", "2001::/32", "dev", "teredo")
 
+    def start_relay(self, *args: str, name: str = "relay", interface: str = "teredo", timeout: float = 15.0) -> None:
+        """Start *our* relay (``python -m proxy relay --native tun``) in the relay namespace.
+
+        Extra ``args`` go to the command line; the package is imported from
+        the checkout this module lives in.  Returns once the TUN interface
+        exists and routes the Teredo prefix.
+        """
+        import sys
+
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.spawn(name, "relay", sys.executable, "-m", "proxy", "relay", "--native", "tun",
+                   "--interface", interface, *args, env=env)
+
+        def up() -> bool:
+            if self.processes[name].poll() is not None:
+                raise LabError(f"our relay exited with {self.processes[name].returncode}: {self.log(name)[-2000:]}")
+            out = self.run("relay", "ip", "-6", "route", "show", "2001::/32", check=False).stdout
+            return f"dev {interface}" in out
+
+        self.wait_for(up, timeout, "our relay's TUN interface and route")
+
     def start_miredo_client(self, host: str = "cli2", server: str = SRV1, name: str = "miredo-client",
                             bind_port: int | None = None) -> None:
         text = f"RelayType client\nServerAddress {server}\nInterfaceName teredo\n"

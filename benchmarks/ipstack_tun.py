@@ -10,7 +10,12 @@ Prints one JSON object per result line::
 
     {"bench": "ipstack_tun", "direction": "stack->kernel", "loss": 0.01,
      "mb": 32, "seconds": .., "mb_per_s": .., "cpu_s_per_mb": ..,
-     "packets_in": .., "packets_out": .., "dropped": .., "loop": "asyncio"}
+     "packets_in": .., "packets_out": .., "dropped": .., "loop": "asyncio",
+     "tcp": {"rto": .., "fast_retransmit": .., "tlp": .., ...}}
+
+``tcp`` holds our connection's counters (timeouts, fast recoveries, tail
+loss probes and the losses they repaired, segments RACK marked lost,
+retransmitted segments).
 
 ``seconds`` runs from the first byte written to the last byte delivered
 (the kernel's reported end for stack->kernel; our EOF for kernel->stack);
@@ -45,6 +50,13 @@ def expected(nbytes: int, seed: int) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
+def tcp_stats(writer: asyncio.StreamWriter) -> dict:
+    """Our connection's counters: timeouts, recoveries, probes, retransmissions."""
+    conn = writer.get_extra_info("connection")
+    keys = ("rto", "fast_retransmit", "tlp", "tlp_recovery", "rack_lost", "retransmitted")
+    return {k: conn.stats[k] for k in keys} if conn is not None else {}
+
+
 async def stack_to_kernel(lab: TunLab, nbytes: int) -> dict:
     data, digest = expected(nbytes, 1)
     peer = await lab.peer("sink", 5001)
@@ -58,8 +70,9 @@ async def stack_to_kernel(lab: TunLab, nbytes: int) -> dict:
     res = await peer.result(600)
     t1, cpu1 = time.perf_counter(), time.process_time()
     assert res["bytes"] == nbytes and res["sha256"] == digest, "transfer corrupted"
+    stats = tcp_stats(writer)
     writer.close()
-    return {"seconds": t1 - t0, "cpu": cpu1 - cpu0}
+    return {"seconds": t1 - t0, "cpu": cpu1 - cpu0, "tcp": stats}
 
 
 async def kernel_to_stack(lab: TunLab, nbytes: int) -> dict:
@@ -76,9 +89,10 @@ async def kernel_to_stack(lab: TunLab, nbytes: int) -> dict:
     t1, cpu1 = time.perf_counter(), time.process_time()
     got = b"".join(chunks)
     assert len(got) == nbytes and hashlib.sha256(got).hexdigest() == digest, "transfer corrupted"
+    stats = tcp_stats(writer)
     writer.close()
     await peer.result(60)
-    return {"seconds": t1 - t0, "cpu": cpu1 - cpu0}
+    return {"seconds": t1 - t0, "cpu": cpu1 - cpu0, "tcp": stats}
 
 
 async def one(direction: str, loss: float, nbytes: int, loop_name: str) -> dict:
@@ -100,6 +114,7 @@ async def one(direction: str, loss: float, nbytes: int, loop_name: str) -> dict:
             "dropped": lab.dropped(),
             "loop": loop_name,
             "python": platform.python_version(),
+            "tcp": r["tcp"],
         }
 
 

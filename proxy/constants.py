@@ -263,7 +263,7 @@ ECHO_MAX_OUTSTANDING = 256
 INTERFACE_MAX_EVENTS = 4096
 
 # ---------------------------------------------------------------------------
-# TCP (RFC 9293, 7323, 2018, 6675, 6298, 5681, 6582, 5961, 1122, 6928)
+# TCP (RFC 9293, 7323, 2018, 6675, 8985, 6298, 5681, 6582, 5961, 1122, 6928)
 # ---------------------------------------------------------------------------
 
 #: RFC 9293 §3.7.1 / RFC 8200 §5: MSS over a 1280-byte IPv6 MTU (1280-40-20).
@@ -346,6 +346,26 @@ TCP_MAX_BUFFER = 65535 << TCP_MAX_WSCALE
 #: RFC 9438 §4: CUBIC constants C and beta_cubic.
 TCP_CUBIC_C = 0.4
 TCP_CUBIC_BETA = 0.7
+#: RFC 8985 §6.2 step 4: recoveries without a D-SACK before the reordering
+#: window multiplier resets to 1.
+TCP_RACK_REO_WND_PERSIST = 16
+#: RFC 8985 §7.2: WCDelAckT, the worst-case delayed-ACK time a probe of a
+#: single outstanding segment must wait out.
+TCP_TLP_WORST_CASE_DELACK = 0.2
+#: Floor of the probe timeout PTO = 2*SRTT (RFC 8985 §7.2 sets none; Linux
+#: uses 10 ms): twice the 1 ms granularity of our timestamp clock and of
+#: the event loop's timers.  Measured on the TUN path (0.3 ms RTT, 1 %
+#: loss) a 10 ms floor left tail losses waiting 10 ms each.
+TCP_TLP_MIN_PTO = 0.002
+#: Segments of new data a tail loss probe may carry (RFC 8985 §7.3 says
+#: one; two draw an immediate ACK from a receiver that delays ACKs for a
+#: single segment: see DEVIATION in tcp_recovery.py).
+TCP_TLP_NEW_SEGMENTS = 2
+#: Transmission records kept for RACK (one per segment in flight); a bulk
+#: flow needs send_buffer / MSS of them (430 at the defaults).  New data
+#: waits beyond max(this, 2 * send_buffer / MSS), which only ever stops a
+#: flood of tiny segments.
+TCP_MAX_SENT_SEGMENTS = 4096
 
 # ---------------------------------------------------------------------------
 # SOCKS5 endpoint (RFC 1928, RFC 1929; limits chosen from the servers

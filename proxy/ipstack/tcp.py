@@ -64,6 +64,8 @@ from proxy.ipstack.tcp_events import (
 )
 from proxy.ipstack.tcp_input import TcpInputMixin, reset_for
 from proxy.ipstack.tcp_output import TcpOutputMixin
+from proxy.ipstack.tcp_rack import Rack, SentQueue
+from proxy.ipstack.tcp_recovery import TcpRecoveryMixin
 from proxy.ipstack.tcp_rto import RtoEstimator
 from proxy.ipstack.tcp_sack import Scoreboard
 from proxy.ipstack.tcp_timers import TcpTimerMixin
@@ -104,7 +106,7 @@ _SPACE = SendSpaceAvailable()
 _EOF = EndOfStream()
 
 
-class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
+class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpRecoveryMixin, TcpTimerMixin):
     """One TCP connection (RFC 9293).  Performs no I/O.
 
     Driven by three kinds of input:
@@ -189,12 +191,17 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
         self.cc = make_congestion_control(
             config.congestion_control, self._max_payload, config.initial_window)
         self.scoreboard = Scoreboard(C.TCP_MAX_SACK_RANGES)
+        self._sent = SentQueue(self.iss + 1, self._max_records())
+        self._rack = Rack()  # RFC 8985 state (used with SACK)
         self._in_recovery = False
+        self._rto_recovery = False  # the recovery started with a timeout (SACK)
         self._recover = self.iss  # RFC 6582 "recover" / RFC 6675 RecoveryPoint
         self._dupacks = 0
-        self._high_rxt = self.iss  # RFC 6675 HighRxt (exclusive end)
-        self._rescue_rxt: int | None = None
-        self._rtx_seq: int | None = None  # one retransmission due (NewReno / entry)
+        self._rtx_seq: int | None = None  # one retransmission due (NewReno, timeout)
+        self._rtx_first = False  # SACK recovery: the first lost segment is due
+        self._prr_delivered = 0  # RFC 6937 state of the current recovery
+        self._prr_out = 0
+        self._prr_recover_fs = 1
         self._partial_acks = 0
         self._rtt_seq: int | None = None  # RTT timing without timestamps (Karn)
         self._rtt_time = 0.0
@@ -217,6 +224,14 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
 
         # --- timers (absolute times or None) ---
         self._rto_at: float | None = None
+        self._pto_at: float | None = None  # RFC 8985 §7 probe timeout
+        self._rack_at: float | None = None  # RFC 8985 §6.2 reordering timer
+        self._tlp_due = False
+        self._tlp_end: int | None = None  # TLP.end_seq: a probe episode is open
+        self._tlp_retrans = False  # TLP.is_retrans
+        self._tlp_probe = (0, 0)  # the range a retransmitted probe carried
+        self._tlp_dsacked = False
+        self._tlp_in_recovery = False
         self._persist_at: float | None = None
         self._persist_backoff = 0
         self._probes = 0
@@ -294,6 +309,10 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
         self.snd_wnd = syn.window  # RFC 7323 §2.2: never scaled in a SYN
         self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
         self.snd_wl1 = syn.seq
+
+    def _max_records(self) -> int:
+        """Bound on transmission records (see TCP_MAX_SENT_SEGMENTS)."""
+        return max(C.TCP_MAX_SENT_SEGMENTS, 2 * self.config.send_buffer // self.config.mss)
 
     def _set_mss(self, mss: int) -> None:
         """Effective MSS; the payload limit leaves room for timestamps (RFC 6691)."""
@@ -396,6 +415,7 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
         self._state = S.TIME_WAIT
         self._tw_at = now + self.config.time_wait
         self._rto_at = self._persist_at = self._fw2_at = self._ka_at = None
+        self._pto_at = self._rack_at = None
         self._report_closed(None)
 
     def _report_closed(self, reason: str | None) -> None:
@@ -408,12 +428,14 @@ class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpTimerMixin):
         assert reason is None or reason in CLOSE_REASONS, reason
         self._state = S.CLOSED
         self._rto_at = self._persist_at = self._delack_at = None
-        self._ka_at = self._tw_at = self._fw2_at = None
+        self._ka_at = self._tw_at = self._fw2_at = self._pto_at = self._rack_at = None
         self._syn_due = self._ack_now = self._probe_due = self._keepalive_due = False
+        self._tlp_due = False
         self._dupacks_owed = 0
         self._ooo.clear()
         self._sbuf = SendBuffer(self._sbuf.seq, 0)
         self.scoreboard.clear()
+        self._sent = SentQueue(self._sent.high, 0)
         self._report_closed(reason)
 
     def _queue_control(self, seg: TcpSegment) -> None:

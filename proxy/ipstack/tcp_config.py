@@ -34,7 +34,9 @@ class TcpConfig:
     timestamps: bool = True
     "Offer the Timestamps option: RTTM and PAWS (RFC 7323 §3-5)."
     sack: bool = True
-    "Offer SACK-Permitted; send SACK blocks, use them for recovery (RFC 2018, 6675)."
+    "Offer SACK-Permitted; send SACK blocks, use them for recovery (RFC 2018, 6675, 8985)."
+    tail_loss_probe: bool = True
+    "With SACK, probe a silent tail after ~2*SRTT instead of waiting for the RTO (RFC 8985 §7)."
     nodelay: bool = False
     "Disable Nagle's algorithm (RFC 9293 §3.7.4)."
     delayed_ack: float = C.TCP_DELAYED_ACK

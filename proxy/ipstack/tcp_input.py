@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from proxy import constants as C
 from proxy.errors import DropReason
 from proxy.ipstack.tcp_events import TcpState
+from proxy.ipstack.tcp_rack import Sent
 from proxy.ipstack.wire.tcp import ACK, FIN, RST, SEQ_MASK, SYN, TcpSegment, seq_unwrap
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -271,11 +272,14 @@ class TcpInputMixin:
 
         window = seg.window << self.snd_wscale
         sack_new = 0
+        sacked_before = self.scoreboard.sacked_bytes
+        delivered: list[Sent] = []
+        dsack: tuple[int, int] | None = None
         if self.sack_ok and seg.sack_blocks:
-            sack_new = self._take_sack(seg.sack_blocks, max(ack, una))
+            sack_new, dsack = self._take_sack(seg.sack_blocks, max(ack, una), delivered)
 
         if ack > una:
-            self._new_ack(seg, ack, now)
+            self._new_ack(seg, ack, now, delivered)
         elif (
             ack == una and self.snd_max > una and not seg.payload and self.snd_wnd
             and not seg.flags & (SYN | FIN) and (window == self.snd_wnd or sack_new)
@@ -302,6 +306,11 @@ class TcpInputMixin:
                 if self._persist_at is None:
                     self._persist_at = now + self._persist_interval()
 
+        if self.sack_ok:
+            # RFC 6937 DeliveredData: change in SND.UNA plus change in SACKed bytes.
+            nbytes = (self.snd_una - una) + (self.scoreboard.sacked_bytes - sacked_before)
+            self._rack_on_ack(seg, ack, ack > una, delivered, nbytes, dsack, now)
+
         st = self._state
         fin = self._fin_seq
         if fin is not None and self.snd_una > fin:
@@ -316,24 +325,54 @@ class TcpInputMixin:
                 return False
         return True
 
-    def _take_sack(self: "TcpConnection", blocks: tuple[tuple[int, int], ...], una: int) -> int:
-        """Add SACK blocks to the scoreboard (RFC 2018 §3; D-SACK ignored)."""
+    def _take_sack(
+        self: "TcpConnection", blocks: tuple[tuple[int, int], ...], una: int,
+        delivered: list[Sent],
+    ) -> tuple[int, tuple[int, int] | None]:
+        """Take SACK blocks (RFC 2018 §3) into the scoreboard and the records.
+
+        Returns the newly SACKed bytes and the D-SACK block, if the first
+        block is one (RFC 2883 §4: below the cumulative ACK, or inside the
+        second block).  Records newly SACKed are appended to ``delivered``.
+        """
         new = 0
         sb = self.scoreboard
+        q = self._sent
         top = self.snd_max
-        for left, right in blocks[: C.TCP_MAX_SACK_BLOCKS]:
+        dsack = None
+        blocks = blocks[: C.TCP_MAX_SACK_BLOCKS]
+        for i, (left, right) in enumerate(blocks):
             lo = seq_unwrap(left, una)
             hi = seq_unwrap(right, una)
+            if i == 0 and lo < hi:
+                if hi <= una:
+                    dsack = (lo, hi)
+                elif len(blocks) > 1:
+                    lo1 = seq_unwrap(blocks[1][0], una)
+                    hi1 = seq_unwrap(blocks[1][1], una)
+                    if lo1 <= lo and hi <= hi1:
+                        dsack = (lo, hi)
             if lo < una:
                 lo = una
             if hi > top:
                 hi = top
             if lo < hi:
-                new += sb.add(lo, hi)
-        return new
+                got = sb.add(lo, hi)
+                if got:
+                    for a, b in got:
+                        new += b - a
+                    # Records wholly inside the merged range are SACKed.
+                    lo, hi = sb.covering(lo) or (lo, hi)
+                    delivered += q.sack(lo, hi, got)
+        return new, dsack
 
-    def _new_ack(self: "TcpConnection", seg: TcpSegment, ack: int, now: float) -> None:
-        """SND.UNA < SEG.ACK <= SND.MAX: data (or our FIN) acknowledged."""
+    def _new_ack(
+        self: "TcpConnection", seg: TcpSegment, ack: int, now: float, delivered: list[Sent],
+    ) -> None:
+        """SND.UNA < SEG.ACK <= SND.MAX: data (or our FIN) acknowledged.
+
+        The transmission records it covers are appended to ``delivered``.
+        """
         una = self.snd_una
         acked = ack - una
         flight_before = self.snd_nxt - una
@@ -352,17 +391,14 @@ class TcpInputMixin:
         sbuf.ack_to(ack if ack < sbuf.end else sbuf.end)
         if self.scoreboard:
             self.scoreboard.ack_to(ack)
+        delivered += self._sent.ack_to(ack)
         self._retransmits = 0
         self._probes = 0
 
         if self._in_recovery:
             if ack >= self._recover:
                 # Full ACK: recovery is over (RFC 6582 §3.2 step 3, RFC 6675).
-                self._in_recovery = False
-                self._dupacks = 0
-                self._rtx_seq = None
-                self.cc.on_recovery_exit(self.snd_max - ack)
-                self.rto.reset_backoff()
+                self._exit_recovery(ack)
             elif not self.sack_ok:
                 # Partial ACK (RFC 6582 §3.2 step 5): retransmit the next
                 # hole, deflate by the amount acknowledged, add back one SMSS.
@@ -380,8 +416,9 @@ class TcpInputMixin:
                     self._after_ack_timer(now, restart=False)
                     self._signal_space()
                     return
-            elif self._high_rxt < ack:
-                self._high_rxt = ack
+            elif self._rto_recovery:
+                # After a timeout the window restarts in slow start (RFC 5681 §3.1).
+                self.cc.on_ack(acked, now, self.rto.srtt)
         else:
             self._dupacks = 0
             if self.rto.backoff and ack >= self._recover:
@@ -402,39 +439,36 @@ class TcpInputMixin:
             self._rto_at = now + self.rto.rto
 
     def _dup_ack(self: "TcpConnection", now: float) -> None:
-        """A duplicate ACK (RFC 5681 §2 definition; RFC 6675 with new SACK info)."""
+        """A duplicate ACK (RFC 5681 §2 definition; RFC 6675 with new SACK info).
+
+        With SACK, RACK decides about losses (tcp_recovery.py); the count
+        still drives limited transmit (RFC 3042).
+        """
         if self._in_recovery:
             if not self.sack_ok:
                 self.cc.cwnd += self.cc.smss  # RFC 6582 §3.2 step 4: inflate
             return
         self._dupacks += 1
-        self._maybe_enter_recovery(now)
+        if not self.sack_ok:
+            self._maybe_enter_recovery(now)
 
     def _maybe_enter_recovery(self: "TcpConnection", now: float) -> None:
-        """Enter fast recovery (RFC 5681 §3.2 steps 2-3, RFC 6675 §5 step 4)."""
-        una = self.snd_una
-        if una < self._recover:
-            # RFC 6582 §3.2 step 2 / RFC 6675 §5: not before the previous
-            # recovery point (or the data sent before a timeout) is acknowledged.
+        """NewReno fast retransmit (RFC 5681 §3.2 steps 2-3, RFC 6582)."""
+        if self.snd_una < self._recover:
+            # RFC 6582 §3.2 step 2: not before the previous recovery point
+            # (or the data sent before a timeout) is acknowledged.
             return
         if self._dupacks < C.TCP_DUPTHRESH:
-            if not (self.sack_ok and self.scoreboard):
-                return
-            # RFC 6675 §5 step 4: or when IsLost(HighACK + 1).
-            boundary = self.scoreboard.loss_boundary(self.cc.smss, C.TCP_DUPTHRESH)
-            if boundary is None or una >= boundary:
-                return
+            return
         self._in_recovery = True
+        self._rto_recovery = False
         self.stats["fast_retransmit"] += 1
         self._recover = self.snd_max
         self._partial_acks = 0
-        self.cc.on_loss(self.snd_max - una, now)
-        self._rtx_seq = una  # retransmit the first unacknowledged segment
-        self._high_rxt = una
-        self._rescue_rxt = None
+        self.cc.on_loss(self.snd_max - self.snd_una, now)
+        self._rtx_seq = self.snd_una  # retransmit the first unacknowledged segment
         self._rtt_seq = None
-        if not self.sack_ok:
-            self.cc.cwnd = self.cc.ssthresh + C.TCP_DUPTHRESH * self.cc.smss
+        self.cc.cwnd = self.cc.ssthresh + C.TCP_DUPTHRESH * self.cc.smss
 
     def _ts_rtt_sample(self: "TcpConnection", tsecr: int, now: float) -> None:
         """RTT from an echoed timestamp (RFC 7323 §4.1), in ms ticks."""

@@ -3,15 +3,18 @@
 ``segments_to_send(now)`` returns, in order: queued RSTs; the SYN or
 SYN-ACK when due; then, in synchronized states,
 
-1. a forced retransmission of SND.UNA (fast retransmit, RFC 5681 §3.2
-   step 2; NewReno partial ACK, RFC 6582 §3.2 step 5);
-2. during SACK recovery, RFC 6675 §5 step (C): while ``cwnd - pipe >= 1
-   SMSS``, NextSeg() rules 1 (lost holes), 2 (new data), 3 (other holes
-   below the highest SACK), 4 (one rescue retransmission);
-3. otherwise data from SND.NXT (new, or go-back-N after a timeout, skipping
-   SACKed ranges) limited by the peer window and by cwnd (+2 SMSS of
-   limited transmit, RFC 3042), with sender-side SWS avoidance and Nagle
-   (RFC 9293 §3.7.4, §3.8.6.2.1), then the FIN;
+0. a tail loss probe when its timer fired (RFC 8985 §7.3, see
+   tcp_recovery.py);
+1. a forced retransmission of SND.UNA (NewReno fast retransmit, RFC 5681
+   §3.2 step 2; NewReno partial ACK, RFC 6582 §3.2 step 5; the head after
+   a timeout, RFC 6298 §5.4);
+2. during SACK recovery, RFC 6675 §5 step (C) with RACK's loss marks
+   (tcp_recovery.py): while ``cwnd - pipe >= 1 SMSS``, the segments marked
+   lost, then new data;
+3. otherwise data from SND.NXT (new, or go-back-N after a timeout without
+   SACK, skipping SACKed ranges) limited by the peer window and by cwnd
+   (+2 SMSS of limited transmit, RFC 3042), with sender-side SWS
+   avoidance and Nagle (RFC 9293 §3.7.4, §3.8.6.2.1), then the FIN;
 4. a zero-window / SWS-override probe when the persist timer fired, a
    keepalive probe when that timer fired;
 5. pure ACKs when one is owed and no segment above carried it: delayed ACK
@@ -77,7 +80,7 @@ class TcpOutputMixin:
             self._window_update_due()
         if not (
             self._ack_now or self._dupacks_owed or self._keepalive_due or self._probe_due
-            or self._in_recovery or self._rtx_seq is not None
+            or self._in_recovery or self._rtx_seq is not None or self._tlp_due
             or self.snd_nxt < self._sbuf.end
             or (self._fin_seq is not None and self.snd_nxt <= self._fin_seq)
         ):
@@ -206,6 +209,10 @@ class TcpOutputMixin:
         else:
             self.stats["retransmitted"] += 1
             self._rtt_seq = None  # Karn: never time a retransmitted segment
+        if end > seq:
+            self._sent.sent(seq, end, now)  # RACK's transmission record
+            if self._in_recovery:
+                self._prr_out += end - seq  # RFC 6937 prr_out
         if end > self.snd_max:
             self.snd_max = end
         if self._rto_at is None and self.snd_wnd:
@@ -217,6 +224,11 @@ class TcpOutputMixin:
     ) -> None:
         una = self.snd_una
         fin_seq = self._fin_seq
+        smax = self.snd_max
+        # 0. A tail loss probe (RFC 8985 §7.3), outside cwnd.
+        if self._tlp_due:
+            self._tlp_due = False
+            self._send_tlp(now, out, win, ts, blocks, pmax)
         # 1. Forced retransmission of the first unacknowledged segment.
         rtx = self._rtx_seq
         if rtx is not None:
@@ -226,9 +238,7 @@ class TcpOutputMixin:
                 n = min(pmax, sent_end - rtx)
                 fin = fin_seq is not None and rtx + n == fin_seq
                 self._emit(out, now, rtx, n, fin, win, ts, blocks)
-                if rtx + n + fin > self._high_rxt:
-                    self._high_rxt = rtx + n + fin
-        # 2./3. SACK recovery or the normal window.
+        # 2./3. SACK recovery (tcp_recovery.py) or the normal window.
         if self._in_recovery and self.sack_ok:
             self._sack_recovery(now, out, win, ts, blocks, pmax)
         else:
@@ -241,6 +251,12 @@ class TcpOutputMixin:
             self._probe_due = False
             self._send_probe(now, out, win, ts, blocks, pmax)
         self._check_persist(now)
+        if self._tlp_end is None and (
+            self.snd_max > smax or (self._in_recovery and self._pto_at is None)
+        ):
+            # RFC 8985 §7.2: new data went out (or recovery may have resent
+            # the last segment it knew lost: see _probe_allowed).
+            self._arm_pto(now)
 
     def _pending(self: "TcpConnection") -> bool:
         """Queued data or a FIN not yet sent from SND.NXT."""
@@ -315,6 +331,8 @@ class TcpOutputMixin:
                     self._emit(out, now, nxt, 0, True, win, ts, blocks)
                     nxt += 1
                 break
+            if nxt >= self.snd_max and self._sent.full:
+                break  # too many tiny segments in flight: wait for ACKs
             limit = data_end
             if sb and nxt < self.snd_max:
                 nxt, hole_end = sb.next_hole(nxt)
@@ -358,59 +376,3 @@ class TcpOutputMixin:
         if nxt > self.snd_nxt:
             self.snd_nxt = nxt
         return sent
-
-    def _sack_recovery(
-        self: "TcpConnection", now: float, out: list[TcpSegment], win: int,
-        ts: tuple[int, int] | None, blocks: tuple[tuple[int, int], ...], pmax: int,
-    ) -> None:
-        """RFC 6675 §5 step (C): fill cwnd - pipe with NextSeg()."""
-        sb = self.scoreboard
-        una = self.snd_una
-        smax = self.snd_max
-        fin_seq = self._fin_seq
-        data_end = self._sbuf.end
-        boundary = sb.loss_boundary(self.cc.smss, C.TCP_DUPTHRESH)
-        pipe = sb.pipe(una, smax, self._high_rxt, boundary)
-        cwnd = self.cc.cwnd
-        for _ in range(1024):  # bounded: each pass sends or stops
-            if cwnd - pipe < pmax:
-                break
-            start = self._high_rxt if self._high_rxt > una else una
-            hole, hole_end = sb.next_hole(start)
-            end = hole_end if hole_end is not None else smax
-            highest = sb.highest
-            rule1 = boundary is not None and hole < boundary and hole < smax
-            rule3 = highest is not None and hole < highest
-            if not rule1 and self._pending():
-                # Rule 2: new data, if the peer's window allows.
-                before = self.snd_max
-                self._send_from_nxt(now, out, cwnd - pipe, win, ts, blocks, pmax, force=False)
-                if self.snd_max > before:
-                    pipe += self.snd_max - before
-                    smax = self.snd_max
-                    continue
-            if rule1 or rule3:
-                n = min(pmax, end - hole, data_end - hole)
-                if n < 0:
-                    n = 0
-                fin = fin_seq is not None and hole + n == fin_seq and smax > fin_seq
-                if not n and not fin:
-                    break
-                self._emit(out, now, hole, n, fin, win, ts, blocks)
-                self._high_rxt = hole + n + fin
-                pipe += n + fin
-                continue
-            # Rule 4: one rescue retransmission per recovery.
-            if self._rescue_rxt is None or self._rescue_rxt < una:
-                last = sb.last_hole(una, smax)
-                if last is not None:
-                    lo, hi = last
-                    top = min(hi, data_end)
-                    seq = max(lo, top - pmax)
-                    n = top - seq
-                    fin = fin_seq is not None and top == fin_seq and hi > fin_seq
-                    if n > 0 or fin:
-                        self._emit(out, now, seq, n, fin, win, ts, blocks)
-                        self._rescue_rxt = self._recover
-                        pipe += n + fin
-            break

@@ -1,14 +1,18 @@
 """Timers of a TcpConnection: deadlines as values, ``handle_timer(now)``.
 
-Six deadlines, each an absolute time or None, all on the caller's clock:
+Eight deadlines, each an absolute time or None, all on the caller's clock:
 
 * retransmission (RFC 6298 §5): armed when data is sent and the timer is
   off (§5.1), stopped when everything is acknowledged (§5.2), restarted
   only when new data is acknowledged (§5.3).  On expiry (§5.4-5.6):
-  retransmit from SND.UNA (go-back-N), back off, ssthresh/cwnd per RFC 5681
-  §3.1, leave fast recovery and set ``recover`` = SND.MAX (RFC 6582).  A
-  SYN or SYN-ACK is retransmitted ``syn_retries`` times, data
-  ``max_retransmits`` times, then the connection times out.
+  back off, ssthresh/cwnd per RFC 5681 §3.1, set ``recover`` = SND.MAX
+  (RFC 6582); with SACK, RACK marks the losses (RFC 8985 §6.3) and
+  recovery resends them from SND.UNA in slow start (tcp_recovery.py);
+  without SACK, go-back-N from SND.UNA.  A SYN or SYN-ACK is retransmitted
+  ``syn_retries`` times, data ``max_retransmits`` times, then the
+  connection times out.
+* tail loss probe and RACK reordering timer (RFC 8985 §7 and §6.2; see
+  tcp_recovery.py).
 * persist (RFC 1122 §4.2.2.17): while the peer's window is zero (the
   retransmission timer is off then), or while queued data is held back by
   sender SWS avoidance with nothing in flight (the RFC 9293 §3.8.6.2.1
@@ -49,7 +53,10 @@ class TcpTimerMixin:
     def poll_at(self: "TcpConnection") -> float | None:
         """The earliest deadline, or None when no timer runs."""
         t = self._rto_at
-        for d in (self._persist_at, self._delack_at, self._tw_at, self._fw2_at):
+        for d in (
+            self._pto_at, self._rack_at, self._persist_at, self._delack_at, self._tw_at,
+            self._fw2_at,
+        ):
             if d is not None and (t is None or d < t):
                 t = d
         if self.config.keepalive and self._state in _KEEPALIVE:
@@ -60,6 +67,13 @@ class TcpTimerMixin:
 
     def handle_timer(self: "TcpConnection", now: float) -> None:
         """Run every timer whose deadline is at or before ``now``."""
+        if self._rack_at is not None and now >= self._rack_at:
+            self._rack_at = None
+            self._on_rack_timer(now)
+        if self._pto_at is not None and now >= self._pto_at:
+            # Before the RTO: a probe due at the same time replaces it once.
+            self._pto_at = None
+            self._on_pto(now)
         if self._rto_at is not None and now >= self._rto_at:
             self._rto_at = None
             self._on_rto(now)
@@ -112,19 +126,16 @@ class TcpTimerMixin:
         else:
             cc.cwnd = cc.smss  # later timeouts: ssthresh stays (RFC 5681 §3.1)
         self.rto.on_timeout()
-        self._in_recovery = False
-        self._recover = self.snd_max
         self._dupacks = 0
-        self._rtx_seq = None
-        if self._retransmits > 1:
-            # RFC 2018 §8: the receiver may have reneged; stop trusting SACKs.
-            # DEVIATION: only from the second consecutive timeout (the first
-            # go-back-N skips SACKed ranges, as Linux).
-            self.scoreboard.clear()
-        self._high_rxt = self.snd_una
-        self.snd_nxt = self.snd_una
         self._rtt_seq = None
         self._rto_at = now + self.rto.rto
+        if self.sack_ok:
+            self._rto_with_sack(now)  # RACK marks, recovery from SND.UNA
+            return
+        self._in_recovery = False
+        self._recover = self.snd_max
+        self._rtx_seq = None
+        self.snd_nxt = self.snd_una  # go-back-N
 
     def _on_persist(self: "TcpConnection", now: float) -> None:
         if self._state not in _SENDING or not (self._pending() or self.snd_max > self.snd_una):

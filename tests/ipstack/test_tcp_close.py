@@ -96,7 +96,7 @@ def test_fin_ack_in_fin_wait_1_goes_to_time_wait() -> None:
 
 
 def test_fin_retransmission_with_backoff() -> None:
-    p = established(TcpConfig(max_retransmits=3))
+    p = established(TcpConfig(max_retransmits=3, tail_loss_probe=False))
     p.dut.shutdown(p.now)
     fin = p.recv_one()
     waits = []

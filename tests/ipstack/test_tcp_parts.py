@@ -80,16 +80,18 @@ def test_reassembler_sack_order() -> None:
 
 def test_scoreboard_merges_and_acks() -> None:
     sb = Scoreboard(10)
-    assert sb.add(100, 200) == 100
-    assert sb.add(300, 400) == 100
-    assert sb.add(150, 320) == 100  # bridges the gap
+    assert sb.add(100, 200) == [(100, 200)]
+    assert sb.add(300, 400) == [(300, 400)]
+    assert sb.add(150, 320) == [(200, 300)]  # bridges the gap
+    assert sb.add(120, 380) == []
     assert sb.ranges() == [(100, 400)] and sb.sacked_bytes == 300
+    assert sb.covering(250) == (100, 400) and sb.covering(400) is None
     sb.ack_to(250)
     assert sb.ranges() == [(250, 400)] and sb.sacked_bytes == 150
     assert sb.is_sacked(300) and not sb.is_sacked(400)
 
 
-def test_scoreboard_holes_and_loss_boundary() -> None:
+def test_scoreboard_holes() -> None:
     sb = Scoreboard(10)
     # Sent 0..10000 in 1000-byte segments; SACKed 2000-3000, 5000-6000, 7000-9000.
     for s, e in ((2000, 3000), (5000, 6000), (7000, 9000)):
@@ -97,21 +99,7 @@ def test_scoreboard_holes_and_loss_boundary() -> None:
     assert sb.next_hole(0) == (0, 2000)
     assert sb.next_hole(2500) == (3000, 5000)
     assert sb.next_hole(8000) == (9000, None)
-    # IsLost: 3 ranges above 0..2000 -> lost; above 3000..5000 two ranges with
-    # 3000 bytes (> 2*SMSS) -> lost; above 6000..7000 one range, 2000 bytes -> not.
-    assert sb.loss_boundary(MSS, 3) == 5000
-    assert sb.last_hole(0, 10000) == (9000, 10000)
-
-
-def test_scoreboard_pipe() -> None:
-    sb = Scoreboard(10)
-    for s, e in ((2000, 3000), (5000, 6000), (7000, 9000)):
-        sb.add(s, e)
-    lost = sb.loss_boundary(MSS, 3)
-    # In flight: 6000-7000 and 9000-10000 (not lost): 2000; lost: 0-2000, 3000-5000.
-    assert sb.pipe(0, 10000, 0, lost) == 2000
-    # After retransmitting 0..2000 (HighRxt 2000): +2000.
-    assert sb.pipe(0, 10000, 2000, lost) == 4000
+    assert sb.highest == 9000
 
 
 def test_scoreboard_bounded() -> None:
@@ -127,13 +115,13 @@ def test_scoreboard_matches_a_set(blocks: list[tuple[int, int]]) -> None:
     ref: set[int] = set()
     for s, n in blocks:
         new = sb.add(s, s + n)
-        before = len(ref)
+        added = {y for a, b in new for y in range(a, b)}
+        assert added == set(range(s, s + n)) - ref  # exactly the new octets
+        assert all(a < b for a, b in new)
         ref.update(range(s, s + n))
-        assert new == len(ref) - before
     assert sb.sacked_bytes == len(ref)
     for x in range(0, 600, 7):
         assert sb.is_sacked(x) == (x in ref)
-        assert sb.sacked_between(x, x + 50) == len([y for y in ref if x <= y < x + 50])
 
 
 # -- RTO ---------------------------------------------------------------------------

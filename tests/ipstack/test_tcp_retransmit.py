@@ -14,6 +14,8 @@ from proxy.testing.tcp_peer import Peer
 
 S = TcpState
 MSS = 1208
+#: RTO mechanics on their own: no tail loss probe ahead of the timer.
+NO_TLP = TcpConfig(tail_loss_probe=False)
 
 
 def established(config: TcpConfig | None = None, rtt: float = 0.1, **kw: object) -> Peer:
@@ -49,7 +51,7 @@ def test_rto_from_handshake_sample() -> None:
 
 
 def test_retransmit_and_exponential_backoff() -> None:
-    p = established(TcpConfig(max_retransmits=20), rtt=0.1)
+    p = established(TcpConfig(max_retransmits=20, tail_loss_probe=False), rtt=0.1)
     segs = flight(p, 4)
     rto = p.dut.rto.rto
     waits = []
@@ -63,14 +65,14 @@ def test_retransmit_and_exponential_backoff() -> None:
 
 
 def test_backoff_capped_at_rto_max() -> None:
-    p = established(TcpConfig(rto_max=2.0, max_retransmits=20), rtt=0.1)
+    p = established(TcpConfig(rto_max=2.0, max_retransmits=20, tail_loss_probe=False), rtt=0.1)
     flight(p, 1)
     waits = [p.to_deadline() for _ in range(8) if p.recv() is not None]
     assert max(waits) == pytest.approx(2.0)
 
 
 def test_give_up_after_max_retransmits() -> None:
-    p = established(TcpConfig(max_retransmits=3), rtt=0.1)
+    p = established(TcpConfig(max_retransmits=3, tail_loss_probe=False), rtt=0.1)
     flight(p, 1)
     for _ in range(3):
         p.to_deadline()
@@ -83,7 +85,7 @@ def test_give_up_after_max_retransmits() -> None:
 
 
 def test_timeout_reason_from_soft_icmp_error() -> None:
-    p = established(TcpConfig(max_retransmits=1), rtt=0.1)
+    p = established(TcpConfig(max_retransmits=1, tail_loss_probe=False), rtt=0.1)
     flight(p, 1)
     p.dut.icmp_error_received("unreachable-host", p.now)
     assert p.dut.state is S.ESTABLISHED  # soft while synchronized (RFC 5461)
@@ -94,7 +96,7 @@ def test_timeout_reason_from_soft_icmp_error() -> None:
 
 
 def test_go_back_n_after_timeout_in_slow_start() -> None:
-    p = established(rtt=0.1)
+    p = established(NO_TLP, rtt=0.1)
     segs = flight(p, 6)
     p.to_deadline()
     assert [s.seq for s in p.recv()] == [segs[0].seq]
@@ -105,7 +107,7 @@ def test_go_back_n_after_timeout_in_slow_start() -> None:
 
 
 def test_timer_restarts_only_when_new_data_is_acked() -> None:
-    p = established(rtt=0.1)
+    p = established(NO_TLP, rtt=0.1)
     segs = flight(p, 4)
     deadline = p.dut.poll_at()
     p.tick(0.05)
@@ -118,7 +120,7 @@ def test_timer_restarts_only_when_new_data_is_acked() -> None:
 
 
 def test_karn_no_sample_from_retransmission_without_timestamps() -> None:
-    p = established(TcpConfig(timestamps=False), rtt=0.1, ts=False)
+    p = established(TcpConfig(timestamps=False, tail_loss_probe=False), rtt=0.1, ts=False)
     srtt = p.dut.rto.srtt
     samples = p.dut.rto.samples
     segs = flight(p, 1)
@@ -138,7 +140,7 @@ def test_karn_no_sample_from_retransmission_without_timestamps() -> None:
 
 
 def test_timestamps_sample_every_ack_including_retransmissions() -> None:
-    p = established(rtt=0.1)
+    p = established(NO_TLP, rtt=0.1)
     segs = flight(p, 1)
     p.to_deadline()
     r = p.recv_one()

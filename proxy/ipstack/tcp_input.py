@@ -110,6 +110,9 @@ class TcpInputMixin:
         if self.snd_nxt < ack:
             self.snd_nxt = ack
         self._rto_at = None
+        if self._syn_retries == 0:
+            # RACK.min_RTT from the clock, not the 1 ms timestamps (sub-ms paths).
+            self._rack.rtt_sample(now - self._rtt_time)
         if self.ts_ok and seg.timestamps is not None and seg.timestamps[1]:
             self._ts_rtt_sample(seg.timestamps[1], now)
         elif self._syn_retries == 0:

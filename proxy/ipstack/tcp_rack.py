@@ -101,7 +101,7 @@ class SentQueue:
 
     __slots__ = (
         "_segs", "_tq", "_lostq", "_n", "high", "max_records", "in_order",
-        "sacked_bytes", "lost_bytes", "rtx_bytes", "sacked_count",
+        "sacked_bytes", "lost_bytes", "rtx_bytes", "sacked_count", "_resent",
     )
 
     def __init__(self, start: int, max_records: int) -> None:
@@ -120,6 +120,7 @@ class SentQueue:
         "Bytes of retransmissions in flight."
         self.sacked_count = 0
         "SACKed records (RFC 8985 RACK.segs_sacked)."
+        self._resent = 0  # records ever retransmitted, still outstanding
         self.in_order = True
         "The last :meth:`ack_to` ran in clean mode: what it delivered was in order."
 
@@ -162,10 +163,14 @@ class SentQueue:
         self._dirty()
         segs = self._segs
         top = end if end < high else high
-        if segs[i].start < start and self._split(i, start, resent_tail=True):
+        cut = segs[i].start < start and self._split(i, start, resent_tail=True)
+        if cut:
             i += 1
         while i < len(segs) and segs[i].start < top:
-            if segs[i].end > top:
+            if segs[i].end > top and not (cut and segs[i].start == start):
+                # (A middle piece of one record is not cut twice: its tail
+                # would need a place in transmission order; the whole tail
+                # counts as resent, which only delays RACK's verdict on it.)
                 self._split(i, top, resent_tail=False)
             self._retransmitted(segs[i], now)
             i += 1
@@ -199,14 +204,16 @@ class SentQueue:
             segs.insert(i, new)
         new.retransmitted, new.lost, new.rtx, new.sacked = (
             old.retransmitted, old.lost, old.rtx, old.sacked)
-        if old.sacked:
-            self.sacked_count += 1
+        self.sacked_count += old.sacked
+        self._resent += old.retransmitted
         return True
 
     def _retransmitted(self, seg: Sent, now: float) -> None:
         if seg.sacked:
             return
-        seg.retransmitted = True
+        if not seg.retransmitted:
+            seg.retransmitted = True
+            self._resent += 1
         seg.xmit_ts = now
         if not seg.rtx:
             seg.rtx = True
@@ -222,10 +229,9 @@ class SentQueue:
             self._tq = OrderedDict.fromkeys(self._segs)
 
     def _maybe_clean(self) -> None:
-        # An outstanding record that was ever retransmitted is SACKed, lost
-        # or has its retransmission in flight: zero counters mean that
-        # transmission order is sequence order again.
-        if not (self.sacked_bytes or self.lost_bytes or self.rtx_bytes):
+        # Nothing SACKed, lost or ever retransmitted among the outstanding
+        # records: transmission order is sequence order again.
+        if not (self.sacked_bytes or self.lost_bytes or self.rtx_bytes or self._resent):
             self._tq = None
             self._lostq.clear()
 
@@ -264,6 +270,8 @@ class SentQueue:
 
     def _forget(self, seg: Sent, nbytes: int, gone: bool = True) -> bool:
         """Take ``nbytes`` of ``seg`` out of the counters; True when it was SACKed."""
+        if gone and seg.retransmitted:
+            self._resent -= 1
         if seg.sacked:
             self.sacked_bytes -= nbytes
             if gone:
@@ -325,13 +333,11 @@ class SentQueue:
         """Forget SACK marks (the peer may have reneged, RFC 2018 §8)."""
         if not self.sacked_bytes:
             return
-        tq = self._tq
-        assert tq is not None
         for seg in self._segs:
-            if seg.sacked:
-                seg.sacked = False
-                tq[seg] = None  # its fate is open again (old xmit_ts: RACK judges it)
+            seg.sacked = False  # its fate is open again (old xmit_ts: RACK judges it)
         self.sacked_bytes = self.sacked_count = 0
+        self._tq = OrderedDict.fromkeys(sorted(
+            (s for s in self._segs if not s.lost or s.rtx), key=lambda s: (s.xmit_ts, s.start)))
 
     # -- loss marks -----------------------------------------------------------
 
@@ -419,17 +425,23 @@ class Rack:
         segment's last transmission (False without timestamps): such an ACK
         was caused by an earlier transmission and says nothing about this one.
         """
+        # Step 1: the minimum RTT, from segments sent once (unambiguous).
+        min_rtt = self.min_rtt
+        for seg in delivered:
+            if not seg.retransmitted:
+                rtt = now - seg.xmit_ts
+                if min_rtt is None or rtt < min_rtt:
+                    min_rtt = rtt
+        self.min_rtt = min_rtt
+        # Step 2: the most recently sent segment delivered.
         newest: Sent | None = None
         for seg in delivered:
-            rtt = now - seg.xmit_ts
-            if seg.retransmitted:
-                # Step 2: ambiguous deliveries of retransmitted segments.
-                if echoed_before(seg):
-                    continue
-                if self.min_rtt is not None and rtt < self.min_rtt:
-                    continue
-            elif self.min_rtt is None or rtt < self.min_rtt:
-                self.min_rtt = rtt  # step 1
+            if seg.retransmitted and (
+                # An ACK for an earlier transmission says nothing about the
+                # last one: its TSecr predates it, or it came back too soon.
+                echoed_before(seg) or (min_rtt is not None and now - seg.xmit_ts < min_rtt)
+            ):
+                continue
             if newest is None or sent_after(seg.xmit_ts, seg.end, newest.xmit_ts, newest.end):
                 newest = seg
         if newest is not None:
@@ -444,6 +456,11 @@ class Rack:
                 self.fack = seg.end
             elif seg.end < self.fack and not seg.retransmitted:
                 self.reordering_seen = True
+
+    def rtt_sample(self, rtt: float) -> None:
+        """An unambiguous RTT measured elsewhere (the handshake) for RACK.min_RTT."""
+        if rtt >= 0 and (self.min_rtt is None or rtt < self.min_rtt):
+            self.min_rtt = rtt
 
     def dsack_seen(self, dsack: bool, snd_una: int, snd_nxt: int) -> None:
         """Step 4, first half: grow the window once per round that sees a D-SACK."""

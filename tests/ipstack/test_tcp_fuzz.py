@@ -179,16 +179,16 @@ def _mangle(rng: "random.Random", seg: TcpSegment) -> TcpSegment:
 
     field = rng.choice(["flags", "ack", "window", "sack", "ts"])
     if field == "flags":
-        return dataclasses.replace(seg, flags=rng.randrange(256))
+        return seg._replace(flags=rng.randrange(256))
     if field == "ack":
-        return dataclasses.replace(seg, ack=(seg.ack + rng.randint(-70000, 70000)) & SEQ_MASK)
+        return seg._replace(ack=(seg.ack + rng.randint(-70000, 70000)) & SEQ_MASK)
     if field == "window":
-        return dataclasses.replace(seg, window=rng.randrange(65536))
+        return seg._replace(window=rng.randrange(65536))
     if field == "sack":
         s = (seg.ack + rng.randint(-5000, 200000)) & SEQ_MASK
-        return dataclasses.replace(seg, sack_blocks=((s, (s + rng.randrange(50000)) & SEQ_MASK),))
+        return seg._replace(sack_blocks=((s, (s + rng.randrange(50000)) & SEQ_MASK),))
     ts = seg.timestamps or (0, 0)
-    return dataclasses.replace(seg, timestamps=((ts[0] + rng.randint(-10, 10)) & SEQ_MASK,
+    return seg._replace(timestamps=((ts[0] + rng.randint(-10, 10)) & SEQ_MASK,
                                                 ts[1]))
 
 

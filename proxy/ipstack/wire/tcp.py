@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from proxy.constants import TCP_HEADER_LEN, TCP_MAX_OPTIONS_LEN
 from proxy.errors import DropReason, ParseError
@@ -106,6 +106,7 @@ _NOP_NOP_TS_BYTES = b"\x01\x01\x08\x0a"
 _SACKOK_TS = 0x0402080A
 
 _from_bytes = int.from_bytes
+_new = tuple.__new__  # builds a TcpSegment from a complete tuple of fields
 
 
 def _pseudo_sum(src: bytes, dst: bytes, length: int) -> int:
@@ -117,12 +118,17 @@ def _bad(detail: str) -> ParseError:
     return ParseError(DropReason.TCP_BAD_OPTION, detail)
 
 
-@dataclass(frozen=True, slots=True)
-class TcpSegment:
+class TcpSegment(NamedTuple):
     """One TCP segment: header fields, decoded options and payload.
 
     ``window`` is the raw 16-bit field (the receiver of the segment scales
     it).  Absent options are ``None`` / ``False`` / ``()``.
+
+    Immutable and without a per-instance ``__dict__``, like the frozen
+    slotted dataclasses elsewhere, but a ``NamedTuple``: every received
+    and every sent segment builds one, and a frozen dataclass's
+    ``__init__`` (one ``object.__setattr__`` per field) measured 1.25 µs
+    against 0.28 µs here, 0.12 µs through ``_new`` in :meth:`parse`.
     """
 
     src_port: int
@@ -184,14 +190,14 @@ class TcpSegment:
             if (_pseudo_sum(src, dst, n) + sum16(buf)) % 0xFFFF:
                 raise ParseError(DropReason.BAD_CHECKSUM, "TCP checksum")
         if hlen == TCP_HEADER_LEN:
-            return cls(sport, dport, seq, ack, flags, window, urgent, None, None, False, (), None,
-                       bytes(buf[hlen:]))
+            return _new(cls, (sport, dport, seq, ack, flags, window, urgent, None, None, False,
+                              (), None, bytes(buf[hlen:])))
         if hlen == 32 and buf[20:24] == _NOP_NOP_TS_BYTES:
-            return cls(sport, dport, seq, ack, flags, window, urgent, None, None, False, (),
-                       _TWO_U32.unpack_from(buf, 24), bytes(buf[hlen:]))
+            return _new(cls, (sport, dport, seq, ack, flags, window, urgent, None, None, False,
+                              (), _TWO_U32.unpack_from(buf, 24), bytes(buf[hlen:])))
         mss, wscale, sack_ok, blocks, ts = _parse_options(buf, hlen)
-        return cls(sport, dport, seq, ack, flags, window, urgent, mss, wscale, sack_ok, blocks, ts,
-                   bytes(buf[hlen:]))
+        return _new(cls, (sport, dport, seq, ack, flags, window, urgent, mss, wscale, sack_ok,
+                          blocks, ts, bytes(buf[hlen:])))
 
     # -- encoding ---------------------------------------------------------
 

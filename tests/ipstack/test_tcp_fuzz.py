@@ -175,8 +175,6 @@ def _mangle(rng: "random.Random", seg: TcpSegment) -> TcpSegment:
     """Rewrite one header field of ``seg`` (a forged or corrupted-then-
     re-checksummed segment).  Not SEG.SEQ: data at a forged sequence number
     inside the window is undetectable by design (RFC 5961 §1)."""
-    import dataclasses
-
     field = rng.choice(["flags", "ack", "window", "sack", "ts"])
     if field == "flags":
         return seg._replace(flags=rng.randrange(256))
@@ -188,8 +186,7 @@ def _mangle(rng: "random.Random", seg: TcpSegment) -> TcpSegment:
         s = (seg.ack + rng.randint(-5000, 200000)) & SEQ_MASK
         return seg._replace(sack_blocks=((s, (s + rng.randrange(50000)) & SEQ_MASK),))
     ts = seg.timestamps or (0, 0)
-    return seg._replace(timestamps=((ts[0] + rng.randint(-10, 10)) & SEQ_MASK,
-                                                ts[1]))
+    return seg._replace(timestamps=((ts[0] + rng.randint(-10, 10)) & SEQ_MASK, ts[1]))
 
 
 @pytest.mark.parametrize("seed", range(12))

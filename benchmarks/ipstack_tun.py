@@ -11,9 +11,14 @@ Prints one JSON object per result line::
     {"bench": "ipstack_tun", "direction": "stack->kernel", "loss": 0.01,
      "mb": 32, "seconds": .., "mb_per_s": .., "cpu_s_per_mb": ..,
      "packets_in": .., "packets_out": .., "dropped": .., "loop": "asyncio",
+     "kernel_cc": "bbr", "ack_every": 32,
      "tcp": {"rto": .., "fast_retransmit": .., "tlp": .., ...}}
 
-``tcp`` holds our connection's counters (timeouts, fast recoveries, tail
+``kernel_cc`` is the kernel peer's congestion control (``--kernel-cc``
+sets it per socket; the host default otherwise): a pacing BBR sender
+hands us two or three packets per read, a CUBIC one full batches, which
+changes the receive cost per packet threefold.  ``tcp`` holds our
+connection's counters (timeouts, fast recoveries, tail
 loss probes and the losses they repaired, segments RACK marked lost,
 retransmitted segments).
 
@@ -33,6 +38,7 @@ import cProfile
 import hashlib
 import json
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -95,9 +101,25 @@ async def kernel_to_stack(lab: TunLab, nbytes: int) -> dict:
     return {"seconds": t1 - t0, "cpu": cpu1 - cpu0, "tcp": stats}
 
 
-async def one(direction: str, loss: float, nbytes: int, loop_name: str) -> dict:
-    async with TunLab() as lab:
+def kernel_cc(lab: TunLab) -> str:
+    """The congestion control the kernel peer's sockets use."""
+    if lab.kernel_cc:
+        return lab.kernel_cc
+    out = subprocess.run(
+        ["ip", "netns", "exec", lab.ns, "cat", "/proc/sys/net/ipv4/tcp_congestion_control"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    return out.stdout.strip() or "unknown"
+
+
+async def one(
+    direction: str, loss: float, nbytes: int, loop_name: str, cc: str | None,
+    ack_every: int | None,
+) -> dict:
+    async with TunLab(kernel_cc=cc) as lab:
         lab.set_loss(loss)
+        if ack_every is not None:
+            lab.stack.ack_every = ack_every
         run = stack_to_kernel if direction == "stack->kernel" else kernel_to_stack
         r = await run(lab, nbytes)
         mb = nbytes / MB
@@ -113,6 +135,8 @@ async def one(direction: str, loss: float, nbytes: int, loop_name: str) -> dict:
             "packets_out": lab.link.sent,
             "dropped": lab.dropped(),
             "loop": loop_name,
+            "kernel_cc": kernel_cc(lab),
+            "ack_every": lab.stack.ack_every,
             "python": platform.python_version(),
             "tcp": r["tcp"],
         }
@@ -125,6 +149,10 @@ def main() -> int:
     ap.add_argument("--direction", choices=["stack->kernel", "kernel->stack"], action="append")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    ap.add_argument("--kernel-cc", metavar="NAME",
+                    help="congestion control of the kernel's sockets (default: the host's)")
+    ap.add_argument("--ack-every", type=int, metavar="N",
+                    help="Stack.ack_every for the run (default: the Stack's)")
     ap.add_argument("--profile", metavar="FILE", help="write a cProfile of the runs")
     args = ap.parse_args()
     reason = lab_unavailable_reason()
@@ -148,7 +176,8 @@ def main() -> int:
                 for loss in losses:
                     if prof:
                         prof.enable()
-                    line = await one(direction, loss, nbytes, loop_name)
+                    line = await one(
+                        direction, loss, nbytes, loop_name, args.kernel_cc, args.ack_every)
                     if prof:
                         prof.disable()
                     print(json.dumps(line), flush=True)

@@ -62,6 +62,7 @@ from proxy.ipstack.tcp_events import (
     CLOSE_REASONS, ConnectionClosed, Connected, DataReceived, EndOfStream, SendSpaceAvailable,
     TcpEvent, TcpState,
 )
+from proxy.ipstack.tcp_fastpath import TcpFastPathMixin
 from proxy.ipstack.tcp_input import TcpInputMixin, reset_for
 from proxy.ipstack.tcp_output import TcpOutputMixin
 from proxy.ipstack.tcp_rack import Rack, SentQueue
@@ -106,7 +107,9 @@ _SPACE = SendSpaceAvailable()
 _EOF = EndOfStream()
 
 
-class TcpConnection(TcpInputMixin, TcpOutputMixin, TcpRecoveryMixin, TcpTimerMixin):
+class TcpConnection(
+    TcpFastPathMixin, TcpInputMixin, TcpOutputMixin, TcpRecoveryMixin, TcpTimerMixin,
+):
     """One TCP connection (RFC 9293).  Performs no I/O.
 
     Driven by three kinds of input:

@@ -53,6 +53,8 @@ class TcpInputMixin:
     def segment_received(self: "TcpConnection", seg: TcpSegment, now: float) -> None:
         """Process one segment from the peer (never raises for any segment)."""
         st = self._state
+        if st is S.ESTABLISHED and self._fast_data(seg, now):
+            return  # header prediction (tcp_fastpath.py)
         if st is S.SYN_SENT:
             self._in_syn_sent(seg, now)
         elif st is S.CLOSED or st is S.LISTEN:

@@ -78,12 +78,12 @@ class TcpOutputMixin:
         if self._wnd_check:
             self._wnd_check = False
             self._window_update_due()
-        if not (
-            self._ack_now or self._dupacks_owed or self._keepalive_due or self._probe_due
-            or self._in_recovery or self._rtx_seq is not None or self._tlp_due
+        data = (
+            self._probe_due or self._in_recovery or self._rtx_seq is not None or self._tlp_due
             or self.snd_nxt < self._sbuf.end
             or (self._fin_seq is not None and self.snd_nxt <= self._fin_seq)
-        ):
+        )
+        if not (data or self._ack_now or self._dupacks_owed or self._keepalive_due):
             return out  # fast path: nothing owed, nothing queued
         win = self._window_field()
         blocks = self._sack_option() if self.sack_ok and (self._ooo or self._dsack) else _NO_OPTS
@@ -92,8 +92,12 @@ class TcpOutputMixin:
         if blocks:
             pmax -= 4 + 8 * len(blocks)
         n0 = len(out)
-        if st in _SENDING:
+        if st in _SENDING and (
+            data or self._persist_at is not None or (not self.snd_wnd and self.snd_max > self.snd_una)
+        ):
             self._output_data(now, out, win, ts, blocks, pmax)
+        else:
+            self._cwnd_limited = False  # (what _send_from_nxt says with nothing to send)
         if self._keepalive_due:
             self._keepalive_due = False
             out.append(self._segment(self.snd_una - 1, ACK, b"", win, ts, blocks))

@@ -103,6 +103,8 @@ class TcpRecoveryMixin:
             self._tlp_on_ack(seg, ack, bool(delivered), dsack, now)
         if not q.clean:
             self._rack_detect(now)
+        elif self._rack_at is not None:
+            self._rack_at = None  # everything suspect was acknowledged
         if self._in_recovery and not self._rto_recovery:
             self._prr_on_ack(nbytes)
         if delivered or advanced:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import socket
 import struct
@@ -51,8 +52,29 @@ def result(**kw: object) -> None:
     print(json.dumps(kw), flush=True)
 
 
-def listener(port: int) -> socket.socket:
+#: Congestion control for our TCP sockets (``KERNEL_PEER_CC``, e.g. "cubic"),
+#: else the namespace default.  Set per socket: a namespace cannot change its
+#: default to a controller outside the host's allowed list, a root socket can.
+CC = os.environ.get("KERNEL_PEER_CC")
+
+
+def tcp_socket() -> socket.socket:
     s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    if CC:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, CC.encode())
+    return s
+
+
+def connect(addr: str, port: int) -> socket.socket:
+    s = tcp_socket()
+    s.settimeout(60)
+    s.connect((addr, port))
+    s.settimeout(None)
+    return s
+
+
+def listener(port: int) -> socket.socket:
+    s = tcp_socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("::", port))
     s.listen(4)
@@ -101,15 +123,13 @@ def cmd_source(port: str, nbytes: str, seed: str) -> None:
 
 def cmd_connect_sink(addr: str, port: str) -> None:
     ready()
-    conn = socket.create_connection((addr, int(port)), timeout=60)
-    conn.settimeout(None)
+    conn = connect(addr, int(port))
     read_all(conn)
 
 
 def cmd_connect_source(addr: str, port: str, nbytes: str, seed: str) -> None:
     ready()
-    conn = socket.create_connection((addr, int(port)), timeout=60)
-    conn.settimeout(None)
+    conn = connect(addr, int(port))
     send_all(conn, int(nbytes), int(seed))
 
 

@@ -91,7 +91,10 @@ class TunLab:
         mtu: int = 1280,
         tcp_config: TcpConfig | None = None,
         seed: int | None = None,
+        kernel_cc: str | None = None,
     ) -> None:
+        """``kernel_cc``: congestion control of the kernel peer's sockets
+        (e.g. "cubic"; None: the host's default)."""
         tag = os.urandom(3).hex()
         self.ns = f"ipstack-{tag}"
         self.dev = f"ipst{tag}"
@@ -100,6 +103,7 @@ class TunLab:
         self.stack_addr = f"fd00:5e:{sub:x}::2"
         self.mtu = mtu
         self.tcp_config = tcp_config
+        self.kernel_cc = kernel_cc
         self.rng = random.Random(seed) if seed is not None else random.SystemRandom()
         self.link: TunLink | None = None
         self.stack: Stack | None = None
@@ -177,8 +181,11 @@ class TunLab:
     async def peer(self, *args: str | int) -> PeerProcess:
         """Start a kernel_peer command in the namespace; returns once ready."""
         argv = ["ip", "netns", "exec", self.ns, "python3", "-u", PEER_SCRIPT, *map(str, args)]
+        env = dict(os.environ)
+        if self.kernel_cc:
+            env["KERNEL_PEER_CC"] = self.kernel_cc
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
         )
         peer = PeerProcess(proc, argv)
         self._peers.append(peer)

@@ -112,7 +112,8 @@ class Stack:
         self._ping_ident = interface.rng.getrandbits(16)
         self._closed = False
         #: In a batch from the link, send what is due every this many packets
-        #: (0: only at the end of the batch).  A batch of in-order data thus
+        #: (0: only at the end of the batch).  DEVIATION (RFC 5681 §4.2: ACK
+        #: at least every second full segment): a batch of in-order data thus
         #: draws one (stretch) ACK per ``ack_every`` packets, like Linux's
         #: per-GRO-batch ACKs (up to 64 KB).  Measured kernel -> stack over
         #: TUN with the kernel on CUBIC (docs/tcp.md, Performance): 8 -> 88-111

@@ -16,19 +16,25 @@ attributes initialised in :meth:`TcpConnection.__init__`:
 
 * ``tcp.py`` (this file): construction (active/passive open), the
   application API, events, state changes, ICMP errors.
+* ``tcp_fastpath.py``: header prediction, the in-order data fast path
+  taken before the general arrival path (and proven equal to it).
 * ``tcp_input.py``: segment arrival, in RFC 9293 §3.10.7's order
   (SYN-SENT; then sequence check with PAWS, RST, SYN, ACK, text, FIN), with
-  the RFC 5961 defences, SACK scoreboard updates, dup-ACK counting and the
-  entry to / exit from loss recovery.
-* ``tcp_output.py``: what to send now: SYN/SYN-ACK, retransmissions (NewReno
-  or RFC 6675 NextSeg), new data under the peer window, cwnd, Nagle and
-  SWS rules, FIN, probes, and ACKs (delayed, every second segment,
-  immediate for out-of-order data, window updates after reads).
-* ``tcp_timers.py``: retransmission (RFC 6298), persist, delayed ACK,
-  keepalive, TIME-WAIT and FIN-WAIT-2 timers; ``poll_at``.
-* helpers: ``tcp_buffers`` (send buffer = retransmission queue, receive
-  reassembly), ``tcp_sack`` (scoreboard), ``tcp_rto`` (estimator),
-  ``tcp_cc`` (NewReno / CUBIC), ``tcp_window`` (window arithmetic).
+  the RFC 5961 defences, SACK scoreboard updates, dup-ACK counting and
+  NewReno loss recovery (without SACK).
+* ``tcp_recovery.py``: with SACK, loss detection and recovery: RACK
+  (RFC 8985), PRR (RFC 6937), NextSeg() on RACK's marks (RFC 6675), the
+  tail loss probe, recovery after a timeout.
+* ``tcp_output.py``: what to send now: SYN/SYN-ACK, retransmissions, new
+  data under the peer window, cwnd, Nagle and SWS rules, FIN, probes, and
+  ACKs (delayed, every second segment, immediate for out-of-order data,
+  window updates after reads).
+* ``tcp_timers.py``: retransmission (RFC 6298), probe and RACK timers,
+  persist, delayed ACK, keepalive, TIME-WAIT and FIN-WAIT-2; ``poll_at``.
+* helpers: ``tcp_buffers`` (send buffer, receive reassembly), ``tcp_rack``
+  (per-segment transmission records, RACK state), ``tcp_sack``
+  (scoreboard), ``tcp_rto`` (estimator), ``tcp_cc`` (NewReno / CUBIC),
+  ``tcp_window`` (window arithmetic).
 
 Sequence numbers are unbounded integers inside the machine: ISS + bytes
 sent, never reduced modulo 2**32.  Incoming 32-bit values are unwrapped
@@ -36,8 +42,10 @@ against RCV.NXT or SND.UNA (``seq_unwrap``); outgoing ones are masked.  So
 ``a < b`` is sequence order and wraparound bugs cannot hide in comparisons.
 
 The send buffer holds every byte from SND.UNA to the last queued byte, so
-retransmissions are views of it (``peek``); SND.NXT may go back to
-SND.UNA after a timeout (go-back-N, skipping SACKed ranges).  SND.MAX is
+retransmissions are views of it (``peek``); what was sent when, and what
+became of it, is in one small record per segment (``tcp_rack.SentQueue``).
+Without SACK, SND.NXT goes back to SND.UNA after a timeout (go-back-N);
+with SACK the lost segments are resent from their records.  SND.MAX is
 the highest sequence sent (RFC 6675's HighData).
 
 Bounded everything: send buffer (``send()`` returns what it accepted),

@@ -114,8 +114,9 @@ class SentQueue:
         self.max_records = max_records
         "Bound on records; new data waits beyond it."
         self.sacked_bytes = 0
+        "Bytes of records marked SACKed."
         self.lost_bytes = 0
-        "Bytes marked lost, SACKed or acknowledged ones excluded."
+        "Bytes of records marked lost (and not SACKed since)."
         self.rtx_bytes = 0
         "Bytes of retransmissions in flight."
         self.sacked_count = 0
@@ -359,8 +360,14 @@ class SentQueue:
         return True
 
     def _push_lost(self, seg: Sent) -> None:
+        q = self._lostq
+        if len(q) > 2 * len(self._segs) + 64:
+            # Entries go stale (resent, SACKed, acknowledged) and leave only
+            # from the top: rebuild rather than let them pile up.
+            q[:] = [e for e in q if e[2].lost and not e[2].rtx and not e[2].sacked]
+            heapq.heapify(q)
         self._n += 1
-        heapq.heappush(self._lostq, (seg.start, self._n, seg))
+        heapq.heappush(q, (seg.start, self._n, seg))
 
     def next_lost(self, una: int) -> Sent | None:
         """The lowest record marked lost and not retransmitted since (rule 1)."""
@@ -375,9 +382,6 @@ class SentQueue:
     def in_flight_by_time(self) -> OrderedDict[Sent, None]:
         """Open records, oldest transmission first (empty in clean mode)."""
         return self._tq if self._tq is not None else OrderedDict()
-
-    def first(self) -> Sent | None:
-        return self._segs[0] if self._segs else None
 
     def last_unsacked(self) -> Sent | None:
         """The highest record not SACKed (what a tail loss probe resends)."""

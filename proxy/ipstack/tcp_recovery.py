@@ -16,9 +16,9 @@ allows): ssthresh and cwnd from the congestion controller, RecoveryPoint
 1. the lowest segment marked lost and not yet retransmitted;
 2. new data (RFC 6675 rule 2).
 
-Rules 3 and 4 of RFC 6675 (retransmitting unmarked holes, the rescue
-retransmission) are not used: they guess where RACK knows, and the tail
-loss probe covers the tail.  Because a retransmission carries a new
+DEVIATION (RFC 6675 rule 3 is a SHOULD): rules 3 and 4 (retransmitting
+unmarked holes, the rescue retransmission) are not used: they guess where
+RACK knows, and the tail loss probe covers the tail.  Because a retransmission carries a new
 transmission time, a lost retransmission is detected like any other loss
 and resent within the same recovery, without waiting for the RTO.
 
@@ -231,7 +231,7 @@ class TcpRecoveryMixin:
         else:
             pto = 2 * srtt
             if pto < C.TCP_TLP_MIN_PTO:
-                pto = C.TCP_TLP_MIN_PTO
+                pto = C.TCP_TLP_MIN_PTO  # DEVIATION (RFC 8985 has no floor): see constants
             if flight <= self._max_payload:
                 pto += C.TCP_TLP_WORST_CASE_DELACK  # a lone segment may wait for a delayed ACK
         t = now + pto
@@ -345,7 +345,8 @@ class TcpRecoveryMixin:
             self._emit(out, now, start, n, fin, win, ts, blocks)
             pipe += n + fin
             if start <= self.snd_una:
-                # The head is on its way again: the RTO measures from this
+                # DEVIATION (RFC 6298 §5.3 restarts only on new ACKs): the
+                # head is on its way again, the RTO measures from this
                 # attempt (as Linux), so a recovery that is still repairing
                 # the head by RACK is not cut short by the old deadline.
                 self._rto_at = now + self.rto.rto

@@ -69,6 +69,8 @@ class UdpEndpoint:
         self.loop = loop or asyncio.get_running_loop()
         self.sent = 0
         self.received = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
         self.send_errors = 0
         self._closed = False
         self.loop.add_reader(sock.fileno(), self._readable)
@@ -87,6 +89,7 @@ class UdpEndpoint:
                 log.warning("UDP receive error on %s:%d: %s", *self.local, e)
         if batch:
             self.received += len(batch)
+            self.bytes_received += sum(len(d) for d, _ in batch)
             self.on_batch(self, batch)
 
     def sendto(self, data: bytes, addr: Endpoint) -> bool:
@@ -101,6 +104,7 @@ class UdpEndpoint:
                 log.debug("UDP send to %s:%d failed: %s", addr[0], addr[1], e)
             return False
         self.sent += 1
+        self.bytes_sent += len(data)
         return True
 
     def close(self) -> None:

@@ -86,6 +86,15 @@ def local_address_towards(server: str, port: int) -> str | None:
         return None
 
 
+#: ``(bind address, port, on_batch, loop) -> endpoint``: how the runner gets
+#: its UDP endpoints (tests and the demo put a userspace NAT here).
+UdpFactory = Callable[[str, int, Callable, asyncio.AbstractEventLoop], UdpEndpoint]
+
+
+def _real_udp(host: str, port: int, on_batch: Callable, loop: asyncio.AbstractEventLoop) -> UdpEndpoint:
+    return UdpEndpoint(open_udp(host, port), on_batch, loop)
+
+
 class ClientRunner:
     """The client core on one UDP socket; usable in-process (demo, tests, ping).
 
@@ -93,8 +102,9 @@ class ClientRunner:
     """
 
     def __init__(self, config: ClientConfig, *, rng: random.Random | None = None,
-                 status: StatusFile | None = None) -> None:
+                 status: StatusFile | None = None, udp_factory: UdpFactory | None = None) -> None:
         self.config = config
+        self._udp_factory = udp_factory or _real_udp
         self.rng = rng or random.SystemRandom()
         self.status = status
         self.core = TeredoClient(config, rng=self.rng)
@@ -121,11 +131,10 @@ class ClientRunner:
         """Bind the socket and start qualifying; OSError when the bind fails."""
         self.loop = asyncio.get_running_loop()
         self.started_at = self.loop.time()
-        sock = open_udp(self.config.bind, self.config.port)
-        self.endpoint = UdpEndpoint(sock, self._on_batch, self.loop)
+        self.endpoint = self._udp_factory(self.config.bind, self.config.port, self._on_batch, self.loop)
         if self.config.separate_probe:
             try:
-                self.probe = UdpEndpoint(open_udp(self.config.bind, 0), self._on_probe_batch, self.loop)
+                self.probe = self._udp_factory(self.config.bind, 0, self._on_probe_batch, self.loop)
             except OSError:
                 self.endpoint.close()
                 raise

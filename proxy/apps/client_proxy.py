@@ -25,7 +25,7 @@ import ipaddress
 import logging
 import random
 
-from proxy.apps.client import ClientRunner
+from proxy.apps.client import ClientRunner, UdpFactory
 from proxy.config.client import ClientConfig
 from proxy.ipstack.interface import Interface
 from proxy.ipstack.stack_asyncio import Stack
@@ -64,6 +64,8 @@ class TeredoProxy:
     :param ipv4: connector for IPv4 targets (default: the host's network
         when ``--ipv4 direct``, none when ``refuse``).
     :param resolver: name resolution for domain targets (default: the OS).
+    :param udp_factory: where the Teredo sockets come from (the demo and the
+        fixtures put a userspace NAT in front of the client).
     """
 
     def __init__(
@@ -74,11 +76,12 @@ class TeredoProxy:
         rng: random.Random | None = None,
         ipv4: Connector | None = None,
         resolver: Resolver | None = None,
+        udp_factory: UdpFactory | None = None,
     ) -> None:
         self.config = config
         self.status = status
         self.rng = rng or random.SystemRandom()
-        self.runner = ClientRunner(config, rng=self.rng, status=status)
+        self.runner = ClientRunner(config, rng=self.rng, status=status, udp_factory=udp_factory)
         self.ready = asyncio.Event()
         "Set while the client has a Teredo address."
         self._ipv4 = ipv4 if ipv4 is not None else (OsConnector() if config.socks.ipv4 == "direct" else None)
@@ -177,6 +180,8 @@ class TeredoProxy:
         out["traffic"] = {
             "udp_datagrams_out": ep.sent if ep else 0,
             "udp_datagrams_in": ep.received if ep else 0,
+            "udp_bytes_out": ep.bytes_sent if ep else 0,
+            "udp_bytes_in": ep.bytes_received if ep else 0,
             "ipv6_packets_out": self.stack.packets_sent if self.stack else 0,
             "ipv6_packets_in": self.stack.packets_received_count if self.stack else 0,
         }

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from proxy.apps.demo import qualify_probe
+from proxy.testing.rsprobe import probe
 from proxy.apps.server import ServerRunner, serve
 from proxy.config.server import ServerConfig
 
@@ -20,6 +20,11 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+async def qualify_probe(server: tuple[str, int], *, cone: bool) -> dict | None:
+    return await asyncio.to_thread(probe, server[0], port=server[1], cone=cone, bind=("127.0.0.1", 0),
+                                   timeout=3.0)
 
 
 def loopback_config(**kw) -> ServerConfig:
@@ -34,9 +39,10 @@ async def test_qualification_over_real_sockets():
     try:
         restricted = await qualify_probe((config.address, config.port), cone=False)
         cone = await qualify_probe((config.address, config.port), cone=True)
-        assert restricted is not None and restricted.server == "127.0.0.1" and not restricted.cone
-        assert restricted.client == "127.0.0.1"
-        assert cone is not None and cone.cone
+        assert restricted is not None and restricted["address"].startswith("2001:0:7f00:1:")
+        assert restricted["mapped"][0] == "127.0.0.1" and not restricted["cone"]
+        assert restricted["answered_from"] == ["127.0.0.1", config.port]
+        assert cone is not None and cone["cone"] and cone["answered_from"] == ["127.0.0.2", config.port]
         assert runner.core.stats["ra"] == 2
     finally:
         runner.close()

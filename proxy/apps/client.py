@@ -201,8 +201,6 @@ class ClientRunner:
         self._arm()
 
     def _event(self, ev: object) -> None:
-        for cb in self.on_event:
-            cb(ev)
         if isinstance(ev, ResolveServer):
             task = self.loop.create_task(self._resolve(ev.name))
             self._tasks.add(task)
@@ -217,6 +215,10 @@ class ClientRunner:
             self.qualified_event.clear()
         elif isinstance(ev, ServerFailed):
             log.warning("server %s failed: %s", ev.server, ev.reason)
+        # After our own bookkeeping and log line, so the log reads in order
+        # (qualified, then what the SOCKS5 side does about it).
+        for cb in self.on_event:
+            cb(ev)
 
     async def _resolve(self, name: str) -> None:
         ips: list[str] = []

@@ -275,6 +275,11 @@ class ClientRunner:
         }
 
     def close(self) -> None:
+        """Send what is already queued (the stack's last FINs and RSTs), then
+        stop the timer and close the sockets."""
+        if self._flush_handle is not None and self.endpoint is not None:
+            for data, addr in self.core.datagrams_to_send():
+                self.endpoint.sendto(data, addr)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

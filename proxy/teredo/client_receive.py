@@ -37,7 +37,7 @@ Bulk data takes a shortcut to case 1 (:meth:`ReceiveRules._receive_fast`):
 a bare TCP or UDP packet for us from a trusted peer at its mapping is
 recognised on the raw bytes, without building a ``TeredoPacket``.  It
 decides exactly as the full rules (property-tested against them) and cut
-the client's receive cost from about 6 to 2.3 µs per packet.
+the core's receive cost from 4.6 to 2.3 µs per packet (this machine).
 """
 
 from __future__ import annotations

@@ -256,3 +256,19 @@ def test_run_scripts_serve_a_client_behind_a_nat(tmp_path):
         assert json.loads(relay_status.read_text())["to_native"] > 0
         log = [json.loads(line) for line in lab.log("server").splitlines() if line.startswith("{")]
         assert any("running as user nobody" in entry["msg"] for entry in log)
+
+
+# -- systemd units ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("unit", sorted(p.name for p in (EXAMPLES / "systemd").glob("*.service")))
+def test_systemd_unit_verifies(unit, tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("needs systemd-analyze")
+    # verify wants the executables to exist: point them at one that does.
+    text = (EXAMPLES / "systemd" / unit).read_text()
+    text = text.replace("%h/.local/bin/teredo-proxy", "/bin/true").replace("/usr/local/bin/teredo-proxy", "/bin/true")
+    (tmp_path / unit).write_text(text)
+    p = subprocess.run(["systemd-analyze", "verify", str(tmp_path / unit)], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0 and not p.stderr.strip(), p.stderr

@@ -27,10 +27,13 @@ RECV_SIZE = 65536
 Endpoint = tuple[str, int]
 
 
-def open_udp(host: str, port: int, *, reuse_port: bool = False, rcvbuf: int | None = None) -> socket.socket:
+def open_udp(host: str, port: int, *, reuse_port: bool = False, bufsize: int | None = None) -> socket.socket:
     """A non-blocking UDP/IPv4 socket bound to ``host:port``.
 
-    Don't-Fragment is off (RFC 4380 §5.1.2: Teredo SHOULD NOT set DF).
+    Don't-Fragment is off (RFC 4380 §5.1.2: Teredo SHOULD NOT set DF; Miredo
+    sets ``IP_PMTUDISC_DONT`` likewise).  ``reuse_port`` lets worker
+    processes share the port; ``bufsize`` raises both socket buffers (a
+    relay wants room for bursts; the kernel may cap it).
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -39,8 +42,12 @@ def open_udp(host: str, port: int, *, reuse_port: bool = False, rcvbuf: int | No
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if hasattr(socket, "IP_MTU_DISCOVER"):
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MTU_DISCOVER, getattr(socket, "IP_PMTUDISC_DONT", 0))
-        if rcvbuf:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if bufsize:
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, bufsize)
+                except OSError:
+                    pass
         sock.bind((host, port))
         sock.setblocking(False)
     except BaseException:

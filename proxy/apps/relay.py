@@ -18,7 +18,6 @@ import asyncio
 import ipaddress
 import logging
 import os
-import pwd
 import signal
 import sys
 from typing import Any
@@ -28,9 +27,10 @@ from proxy.native.base import NativeLinkError
 from proxy.status import StatusFile
 from proxy.teredo.peers import PeerTable
 from proxy.teredo.relay import TeredoRelay
+from proxy.privileges import drop_privileges
 from proxy.teredo.relay_asyncio import RelayDriver, open_udp_socket
 
-__all__ = ["HELP", "add_arguments", "load_config", "run", "open_link", "drop_privileges", "find_icmp_source"]
+__all__ = ["HELP", "add_arguments", "load_config", "run", "open_link", "find_icmp_source"]
 
 HELP = "Teredo relay: UDP/IPv4 clients on one side, native IPv6 (TUN or raw sockets) on the other"
 
@@ -101,15 +101,6 @@ def find_icmp_source(exclude_interface: str, prefix: int) -> bytes | None:
             continue
         return raw
     return None
-
-
-def drop_privileges(user: str) -> None:
-    """setgroups/setgid/setuid to ``user``: after this the relay keeps only its open descriptors."""
-    pw = pwd.getpwnam(user)
-    os.setgroups([])
-    os.setgid(pw.pw_gid)
-    os.setuid(pw.pw_uid)
-    log.info("dropped privileges to %s (uid %d)", user, pw.pw_uid)
 
 
 def use_uvloop() -> bool:

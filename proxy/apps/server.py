@@ -15,7 +15,6 @@ import signal
 from typing import Callable
 
 from proxy.config.server import ServerConfig
-from proxy.errors import ConfigError
 from proxy.netio import RawIpv6Sender, UdpEndpoint, open_udp
 from proxy.privileges import check_user, drop_privileges
 from proxy.status import StatusFile

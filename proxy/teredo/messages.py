@@ -62,6 +62,17 @@ def teredo_prefix(server: str, prefix: int = TEREDO_PREFIX) -> bytes:
     return prefix.to_bytes(4, "big") + ipv4_to_bytes(server) + b"\0" * 8
 
 
+def _server_ra(server: str, prefix: int, mtu: int) -> RouterAdvertisement:
+    """The RA every client of ``server`` gets (contents as Miredo sends them)."""
+    return RouterAdvertisement(
+        router_lifetime=RA_ROUTER_LIFETIME,
+        retrans_timer=RA_RETRANS_TIMER_MS,
+        prefixes=(PrefixInformation(teredo_prefix(server, prefix), 64, False, True,
+                                    RA_PREFIX_LIFETIME, RA_PREFIX_LIFETIME),),
+        mtu=mtu,
+    )
+
+
 def router_advertisement(
     *,
     server: str,
@@ -80,13 +91,7 @@ def router_advertisement(
     infinite lifetimes) and an MTU option; an authentication indicator
     echoing the RS nonce when the RS had one, then the origin indication.
     """
-    ra = RouterAdvertisement(
-        router_lifetime=RA_ROUTER_LIFETIME,
-        retrans_timer=RA_RETRANS_TIMER_MS,
-        prefixes=(PrefixInformation(teredo_prefix(server, prefix), 64, False, True,
-                                    RA_PREFIX_LIFETIME, RA_PREFIX_LIFETIME),),
-        mtu=mtu,
-    )
+    ra = _server_ra(server, prefix, mtu)
     icmp = ra.emit(server_link_local, client_link_local)
     ipv6 = ipv6_packet(server_link_local, client_link_local, NextHeader.ICMPV6, icmp, ND_HOP_LIMIT)
     head = b""
@@ -111,13 +116,7 @@ class RouterAdvertisementTemplate:
 
     def __init__(self, *, server: str, server_link_local: bytes, mtu: int = TEREDO_MTU,
                  prefix: int = TEREDO_PREFIX) -> None:
-        ra = RouterAdvertisement(
-            router_lifetime=RA_ROUTER_LIFETIME,
-            retrans_timer=RA_RETRANS_TIMER_MS,
-            prefixes=(PrefixInformation(teredo_prefix(server, prefix), 64, False, True,
-                                        RA_PREFIX_LIFETIME, RA_PREFIX_LIFETIME),),
-            mtu=mtu,
-        )
+        ra = _server_ra(server, prefix, mtu)
         zero = bytes(16)
         icmp = bytearray(ra.emit(server_link_local, zero))
         icmp[2:4] = b"\0\0"

@@ -26,41 +26,20 @@ import socket
 from collections import Counter
 
 from proxy.constants import RELAY_DRAIN_BATCH, RELAY_MAX_PACKET
+from proxy.netio import open_udp
 from proxy.teredo.relay import TeredoRelay
 
 __all__ = ["RelayDriver", "open_udp_socket"]
 
 log = logging.getLogger("proxy.teredo.relay_asyncio")
 
-IP_MTU_DISCOVER, IP_PMTUDISC_DONT = 10, 0
+#: Socket buffers of the relay's UDP socket: room for bursts of a busy relay.
+RELAY_SOCKET_BUFFER = 4 << 20
 
 
-def open_udp_socket(bind: str, port: int, *, reuse_port: bool = False, bufsize: int = 4 << 20) -> socket.socket:
-    """The relay's UDP/IPv4 socket: non-blocking, large buffers, DF never set.
-
-    RFC 4380 §5.1.2 says Teredo SHOULD NOT set Don't Fragment; Miredo sets
-    ``IP_PMTUDISC_DONT`` likewise.  ``reuse_port`` lets worker processes
-    share the port (the kernel spreads clients by their 4-tuple).
-    """
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        if reuse_port:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            try:
-                s.setsockopt(socket.SOL_SOCKET, opt, bufsize)
-            except OSError:
-                pass
-        try:
-            s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
-        except OSError:
-            pass
-        s.bind((bind, port))
-        s.setblocking(False)
-    except BaseException:
-        s.close()
-        raise
-    return s
+def open_udp_socket(bind: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """The relay's UDP/IPv4 socket: :func:`proxy.netio.open_udp` with large buffers."""
+    return open_udp(bind, port, reuse_port=reuse_port, bufsize=RELAY_SOCKET_BUFFER)
 
 
 class RelayDriver:

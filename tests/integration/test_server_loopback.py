@@ -9,8 +9,6 @@ import socket
 import subprocess
 import sys
 
-import pytest
-
 from proxy.testing.rsprobe import probe
 from proxy.apps.server import ServerRunner, serve
 from proxy.config.server import ServerConfig

@@ -11,7 +11,7 @@ import random
 import pytest
 
 from proxy.errors import DropReason
-from proxy.ipstack.events import ConnectionAccepted, ConnectionEvent
+from proxy.ipstack.events import ConnectionAccepted
 from proxy.ipstack.interface import Interface
 from proxy.ipstack.tcp import Connected, ConnectionClosed, DataReceived, EndOfStream, TcpState
 from proxy.ipstack.wire.tcp import ACK, FIN, RST, SYN, TcpSegment

@@ -9,6 +9,8 @@ the event queue and the pending-RST queue within their limits.
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given, settings, strategies as st
 

@@ -7,7 +7,6 @@ Virtual time: each test runs whole Teredo exchanges in milliseconds.
 from __future__ import annotations
 
 import itertools
-import random
 
 import pytest
 

@@ -201,8 +201,6 @@ class ClientRunner:
         self._arm()
 
     def _event(self, ev: object) -> None:
-        for cb in self.on_event:
-            cb(ev)
         if isinstance(ev, ResolveServer):
             task = self.loop.create_task(self._resolve(ev.name))
             self._tasks.add(task)
@@ -217,6 +215,10 @@ class ClientRunner:
             self.qualified_event.clear()
         elif isinstance(ev, ServerFailed):
             log.warning("server %s failed: %s", ev.server, ev.reason)
+        # After our own bookkeeping and log line, so the log reads in order
+        # (qualified, then what the SOCKS5 side does about it).
+        for cb in self.on_event:
+            cb(ev)
 
     async def _resolve(self, name: str) -> None:
         ips: list[str] = []
@@ -273,6 +275,11 @@ class ClientRunner:
         }
 
     def close(self) -> None:
+        """Send what is already queued (the stack's last FINs and RSTs), then
+        stop the timer and close the sockets."""
+        if self._flush_handle is not None and self.endpoint is not None:
+            for data, addr in self.core.datagrams_to_send():
+                self.endpoint.sendto(data, addr)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

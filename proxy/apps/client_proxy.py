@@ -114,7 +114,7 @@ class TeredoProxy:
         host, port = self.socks.address
         log.info("SOCKS5 endpoint on %s:%d (IPv4 targets: %s); qualifying with %s", host, port, s.ipv4,
                  ", ".join(self.config.servers))
-        self._status(socks=f"{host}:{port}")
+        self._status(socks=f"{host}:{port}", socks_ready=False)
         try:
             await self.runner.start()
         except OSError as e:
@@ -131,6 +131,7 @@ class TeredoProxy:
                 stack.set_addresses([ev.address])
             if not self.ready.is_set():
                 log.info("SOCKS5 ready: IPv6 from %s", ipaddress.IPv6Address(ev.address))
+                self._status(socks_ready=True)
             self.ready.set()
         elif isinstance(ev, AddressChanged):
             log.info("Teredo address changed: %s -> %s; connections on the old one end",
@@ -139,6 +140,8 @@ class TeredoProxy:
         elif isinstance(ev, QualificationLost):
             # Keep the address: if the server comes back with the same
             # mapping, open connections carry on.
+            log.info("SOCKS5 requests wait until the client qualifies again")
+            self._status(socks_ready=False)
             self.ready.clear()
 
     async def run_until(self, stop: asyncio.Event) -> None:
@@ -164,8 +167,9 @@ class TeredoProxy:
             while self._open_connections() and loop.time() < deadline:
                 await asyncio.sleep(0.05)  # bounded wait for FIN exchanges to finish
             self.stack.close()
+        final = self.counters()  # before the sockets go: they hold the UDP counters
         self.runner.close()
-        self._status(**self.counters())
+        self._status(**final)
 
     def _open_connections(self) -> int:
         """TCP connections still exchanging data or FINs (TIME-WAIT excluded)."""

@@ -566,7 +566,8 @@ class TcpConnection(
         ``quoted_seq``, when the Interface passes it, is the sequence number
         of the quoted segment: errors about data outside SND.UNA..SND.MAX
         are ignored (RFC 5927 §4.1).  Unreachables abort a connection that
-        is not yet synchronized; in synchronized states every error is soft
+        is not yet synchronized, and so does Time Exceeded in SYN-SENT (an
+        attempt of ours); in synchronized states every error is soft
         (RFC 5461 §4, RFC 5927 §4.1): it is remembered and becomes the reason
         if the connection later times out.
         """
@@ -586,6 +587,12 @@ class TcpConnection(
             self._path_mtu(mtu)
             return
         if kind in _HARD_ICMP and st in (S.SYN_SENT, S.SYN_RECEIVED):
+            self._enter_closed(kind)
+        # DEVIATION (RFC 1122 §4.2.3.9 calls Time Exceeded soft): it ends a
+        # connection attempt, as RFC 5461 §4 describes and Linux does, so
+        # the application hears "TTL expired" (SOCKS5 0x06) now instead of
+        # "timed out" two minutes later.  An opening we answered stays soft.
+        elif kind == "time-exceeded" and st is S.SYN_SENT:
             self._enter_closed(kind)
         # DEVIATION (RFC 1122 §4.2.3.9 would abort on port unreachable):
         # soft in synchronized states, per RFC 5461 §4 / RFC 5927 and Linux.

@@ -110,6 +110,8 @@ class TeredoClient(SendRules, ReceiveRules):
 
     def datagram_received(self, data: bytes | memoryview, addr: Endpoint, now: float) -> None:
         """One UDP datagram from ``addr``; never raises for any ``data``."""
+        if self._receive_fast(data, addr, now):
+            return  # touched neither the qualifier nor the peers' queues: nothing to pump
         try:
             self._receive(data, addr, now)
         except ParseError as e:

@@ -210,6 +210,8 @@ class Qualifier:
         "Our Teredo address while qualified."
         self.mtu = 1280
         self._random_flags = 0
+        self._flags_for: tuple[Endpoint, str, int] | None = None
+        "(mapping, server, prefix) the random flag bits were drawn for; kept across a loss."
         self._last_now: float | None = None
         self._server_rx = 0.0
         self._refresh_frac = 1.0
@@ -485,11 +487,14 @@ class Qualifier:
         self._send_secondary(now)
 
     def _qualify(self, answer: QualificationAnswer, nat: NatType, now: float) -> None:
-        prev = self.answer
-        keep_bits = prev is not None and prev.mapped == answer.mapped and prev.server == answer.server
-        if not keep_bits:
-            # RFC 5991 §4: 12 random flag bits, new for every new mapping.
+        # RFC 5991 §4: 12 random flag bits, new for every new mapping.  The
+        # same mapping with the same server keeps them -- also after the
+        # server was lost for a while -- so it gives the same address and
+        # the stack's open connections survive the outage.
+        key = (answer.mapped, answer.server, answer.prefix)
+        if key != self._flags_for:
             self._random_flags = self.rng.getrandbits(16) & FLAG_RANDOM_MASK
+            self._flags_for = key
         # RFC 5991: the cone bit is left clear even behind a cone NAT, so that
         # the address does not advertise the NAT type (as Miredo and Windows do).
         flags = self._random_flags & ~FLAG_CONE

@@ -116,3 +116,23 @@ async def test_server_name_resolved_by_the_driver(server):
         assert runner.core.server == "127.0.0.1"
     finally:
         runner.close()
+
+
+async def test_close_sends_what_is_already_queued(server):
+    # The stack's last packets (FINs, RSTs from Stack.close()) reach the
+    # runner just before it closes: they must still leave.
+    from proxy.ipstack.wire.icmpv6 import Echo
+    from proxy.ipstack.wire.ipv6 import NextHeader
+    from proxy.teredo.packet import ipv6_packet
+
+    cfg = ClientConfig(servers=("127.0.0.1",), server_port=server.config.port, bind="127.0.0.1",
+                       allow_loopback=True).validate()
+    runner = ClientRunner(cfg, rng=random.Random(9))
+    await runner.start()
+    await asyncio.wait_for(runner.qualified_event.wait(), 10)
+    endpoint = runner.endpoint
+    before = endpoint.sent
+    src, dst = runner.core.address, socket.inet_pton(socket.AF_INET6, "2001:db8::1")
+    runner.send_ipv6(ipv6_packet(src, dst, NextHeader.ICMPV6, Echo(True, 1, 1, b"x").emit(src, dst), 64))
+    runner.close()  # before the deferred flush ran
+    assert endpoint.sent == before + 1  # the direct connectivity test's echo request went out

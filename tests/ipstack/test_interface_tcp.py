@@ -219,11 +219,13 @@ def test_tcp_connect_icmp_error_then_rst_for_late_ack(iface):
     assert rst.flags == RST and rst.seq == syn.seq + 1
 
 
-def test_time_exceeded_is_soft_during_connect(iface):
+def test_time_exceeded_ends_a_connection_attempt(iface):
+    # RFC 5461 §4 and Linux (RFC 1122 would call it soft): the application
+    # learns "hop limit exceeded" at once (SOCKS5 0x06), not a timeout later.
     conn, syn, raw = connect(iface)
     iface.ipv6_received(icmp_error(ROUTER, 3, 0, 0, raw), 0.1)
-    assert events(iface) == []
-    assert conn.state == TcpState.SYN_SENT
+    assert events(iface)[-1].event == ConnectionClosed("time-exceeded")
+    assert conn.state == TcpState.CLOSED
 
 
 def test_rst_answering_syn_is_refused(iface):

@@ -60,6 +60,8 @@ def check_bounds(p: Peer) -> None:
     assert len(d._rbuf) <= BUF + slack
     assert d._ooo.bytes <= BUF + slack and len(d._ooo) <= C.TCP_MAX_OOO_SEGMENTS
     assert len(d.scoreboard) <= C.TCP_MAX_SACK_RANGES
+    assert len(d._sent) <= d._sent.max_records + 2  # RACK's records (tcp_rack.py)
+    assert len(d._sent._lostq) <= 2 * len(d._sent) + 66
     assert len(d._sbuf) <= BUF
     assert len(d._events) <= 8
     assert len(d._ctrl) <= C.TCP_MAX_PENDING_CONTROL

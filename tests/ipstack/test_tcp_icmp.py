@@ -62,3 +62,13 @@ def test_unreachable_aborts_syn_received() -> None:
     p.dut.icmp_error_received("unreachable-host", p.now)
     assert p.dut.closed
     assert p.events() == [ConnectionClosed("unreachable-host")]
+
+
+def test_time_exceeded_is_soft_in_syn_received() -> None:
+    # Only our own attempts end on Time Exceeded (Linux keeps a request
+    # socket too): a routing loop towards the peer may heal before the
+    # SYN-ACK's retries run out.
+    p = Peer().drive_to(S.SYN_RECEIVED)
+    p.dut.icmp_error_received("time-exceeded", p.now)
+    assert p.dut.state is S.SYN_RECEIVED
+    assert p.events() == []

@@ -315,3 +315,62 @@ def test_ipv6_from_stack_never_raises(state, data):
         c.handle_timer(data.draw(st.floats(0, 400)))
     c.datagrams_to_send()
     c.ipv6_to_stack()
+
+
+# -- the receive fast path: the same decisions as the full rules -------------------
+
+
+def with_relay_and_peer(c: TeredoClient) -> TeredoClient:
+    """Qualified, RELAY proven for HOST6 (echo test), PEER trusted at its mapping."""
+    qualify(c)
+    me = c.address
+    c.ipv6_from_stack(echo_request(me, HOST6), 1.0)
+    ((ping, _),) = sent(c)
+    req = Echo.parse(ping.payload)
+    c.datagram_received(ipv6_packet(HOST6, me, NextHeader.ICMPV6, Echo(False, req.ident, req.seq, req.data)
+                                    .emit(HOST6, me)), RELAY, 1.1)
+    c.datagram_received(bubble(PEER, me), PEER_MAPPED, 1.2)
+    sent(c), c.ipv6_to_stack()
+    return c
+
+
+def test_fast_path_delivers_trusted_tcp_as_is():
+    c = with_relay_and_peer(make())
+    me = c.address
+    segment = ipv6_packet(HOST6, me, NextHeader.TCP, bytes(range(200)) * 6)
+    assert c._receive_fast(segment, RELAY, 2.0) is True
+    assert c.ipv6_to_stack() == [segment]
+    # Everything the fast path must leave to the full rules:
+    assert not c._receive_fast(segment, ("192.0.2.11", 3544), 2.0)           # another relay
+    assert not c._receive_fast(segment + b"\x00\x03", RELAY, 2.0)            # a trailer
+    assert not c._receive_fast(echo_request(HOST6, me), RELAY, 2.0)          # ICMPv6 (RAs live there)
+    assert not c._receive_fast(ipv6_packet(HOST6, PEER, 6, b"x" * 20), RELAY, 2.0)  # not for us
+    assert not c._receive_fast(segment, P1, 2.0)                             # from our server
+    assert not c._receive_fast(OriginIndication(*RELAY).emit() + segment, P1, 2.0)
+
+
+@settings(max_examples=300)
+@given(data=st.data())
+def test_fast_path_decides_as_the_full_rules(data):
+    fast, full = with_relay_and_peer(make()), with_relay_and_peer(make())
+    full._receive_fast = lambda *args: False  # type: ignore[method-assign]
+    me = fast.address
+    assert full.address == me
+    for _ in range(data.draw(st.integers(1, 6))):
+        if data.draw(st.booleans()):
+            src = data.draw(st.one_of(st.sampled_from([HOST6, PEER, me]), ADDRS))
+            dst = data.draw(st.one_of(st.just(me), ADDRS))
+            nh = data.draw(st.sampled_from([NextHeader.TCP, NextHeader.UDP, NextHeader.ICMPV6, 59, 44]))
+            dgram = ipv6_packet(src, dst, nh, data.draw(st.binary(max_size=64)))
+            if data.draw(st.booleans()):
+                dgram += data.draw(st.binary(min_size=1, max_size=8))
+        else:
+            dgram = data.draw(teredo_datagrams(me))
+        frm = data.draw(st.one_of(st.sampled_from([RELAY, PEER_MAPPED]), ENDPOINTS))
+        now = data.draw(st.floats(2, 50))
+        for c in (fast, full):
+            c.datagram_received(dgram, frm, now)
+        assert fast.ipv6_to_stack() == full.ipv6_to_stack()
+        assert fast.datagrams_to_send() == full.datagrams_to_send()
+        assert fast.drops == full.drops and fast.stats == full.stats
+        assert {k: fast.peers.get(k) for k in fast.peers} == {k: full.peers.get(k) for k in full.peers}

@@ -419,3 +419,29 @@ def test_secure_qualification_refuses_an_unsigned_ra():
     with pytest.raises(ParseError) as e:
         answer(q, cone_rs, 0.01)
     assert e.value.reason is DropReason.AUTH_FAILED
+
+
+def test_same_mapping_after_a_loss_gives_the_same_address():
+    # The server went silent, the address was lost; it answers again and the
+    # NAT kept our mapping: same address, so open connections carry on.
+    q = make()
+    qualified(q)
+    addr = q.address
+    for _ in range(4):
+        q.handle_timer(q.poll_at())
+    assert q.address is None and q.state is QState.BACKOFF
+    events(q), sent(q)
+    q.handle_timer(q.poll_at())
+    cone_rs, _ = sent(q)
+    answer(q, cone_rs, q.poll_at() - 3.9)
+    assert q.address == addr
+    assert not [e for e in events(q) if isinstance(e, AddressChanged)]
+    # Another mapping after a loss: new random bits (RFC 5991 §4).
+    for _ in range(4):
+        q.handle_timer(q.poll_at())
+    sent(q)
+    q.handle_timer(q.poll_at())
+    cone_rs, _ = sent(q)
+    answer(q, cone_rs, q.poll_at() - 3.9, mapped=("203.0.113.5", 41000))
+    assert q.address != addr
+    assert TeredoAddress.parse(q.address).random_bits != TeredoAddress.parse(addr).random_bits

@@ -63,7 +63,7 @@ from proxy.ipstack.ports import Rng
 from proxy.ipstack.reassembly import Reassembler
 from proxy.ipstack.tcp import TcpConfig, TcpConnection
 from proxy.ipstack.udp import Endpoint, UdpSocket, UdpTable
-from proxy.ipstack.wire.checksum import checksum, pseudo_header_sum
+from proxy.ipstack.wire.checksum import bare_payload_checksum_ok, checksum, pseudo_header_sum
 from proxy.ipstack.wire.frag import fragment
 from proxy.ipstack.wire.icmpv6 import (
     Echo,
@@ -247,8 +247,12 @@ class Interface:
             dst = packet[24:40]
             src = packet[8:24]
             if dst in self._addrs and packet[8] != 0xFF and src != UNSPECIFIED:
+                if not bare_payload_checksum_ok(packet, _TCP):
+                    self._drop(ParseError(DropReason.BAD_CHECKSUM, "TCP checksum"))
+                    return
                 try:
-                    seg = TcpSegment.parse(memoryview(packet)[40:], src, dst)
+                    seg = TcpSegment.parse(
+                        memoryview(packet)[40:], src, dst, verify_checksum=False)
                 except ParseError as exc:
                     self._drop(exc)
                     return

@@ -7,7 +7,8 @@ import struct
 from hypothesis import given, strategies as st
 
 from proxy.ipstack.wire.checksum import (
-    checksum, fold16, ones_sum, pseudo_header_sum, sum16, upper_layer_checksum,
+    bare_payload_checksum_ok, checksum, fold16, ones_sum, pseudo_header_sum, sum16,
+    upper_layer_checksum,
 )
 
 
@@ -71,3 +72,21 @@ def test_verifying_with_checksum_in_place_gives_zero(src, dst, body):
     body[2:4] = c.to_bytes(2, "big")
     assert upper_layer_checksum(src, dst, 58, body) == 0
     assert 0 <= pseudo_header_sum(src, dst, len(body), 58) <= 0xFFFF
+
+
+@given(st.binary(min_size=16, max_size=16), st.binary(min_size=16, max_size=16),
+       st.binary(min_size=20, max_size=1500), st.sampled_from([6, 17, 58]),
+       st.integers(0, 1499), st.integers(1, 255))
+def test_bare_payload_checksum_matches_the_pseudo_header_check(src, dst, body, nh, pos, flip):
+    """One sum over addresses and payload equals the RFC 8200 §8.1 check."""
+    body = bytearray(body)
+    body[16:18] = b"\0\0"
+    c = upper_layer_checksum(src, dst, nh, body)
+    body[16:18] = c.to_bytes(2, "big")
+    packet = bytes(8) + src + dst + bytes(body)
+    assert bare_payload_checksum_ok(packet, nh)
+    assert bare_payload_checksum_ok(memoryview(packet), nh)
+    damaged = bytearray(packet)
+    damaged[40 + pos % len(body)] ^= flip
+    assert bare_payload_checksum_ok(damaged, nh) == (
+        upper_layer_checksum(src, dst, nh, damaged[40:]) == 0)

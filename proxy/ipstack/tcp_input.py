@@ -13,9 +13,13 @@ ACK processing also drives loss recovery:
   enter fast recovery, each further duplicate inflates cwnd by one SMSS,
   a partial ACK retransmits the next hole and deflates, a full ACK (at or
   beyond ``recover``) ends recovery;
-* with SACK, RFC 6675 §5: the scoreboard is updated from the blocks,
-  recovery starts at DupThresh duplicates or when SND.UNA IsLost(), and the
-  output side fills ``cwnd - pipe`` with NextSeg().
+* with SACK, the blocks update the scoreboard and the per-segment
+  transmission records (a D-SACK is recognised, RFC 2883), and every ACK
+  goes to RACK (``tcp_recovery.py``, RFC 8985), which decides what is lost
+  and starts recovery; duplicate ACKs then only drive limited transmit.
+
+In-order data in ESTABLISHED usually never gets here: ``segment_received``
+first tries header prediction (``tcp_fastpath.py``).
 
 Deviations, each marked DEVIATION below and listed in docs/deviations.md:
 the acceptability test's left edge is the last RCV.NXT we acknowledged

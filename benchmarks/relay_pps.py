@@ -65,6 +65,7 @@ def main() -> int:
     ap.add_argument("--peers", type=int, default=100)
     ap.add_argument("--rate", type=float, default=0, help="offered pps (0: as fast as the generator goes)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per relay and size; medians are compared")
+    ap.add_argument("--relay-args", default="", help="extra flags for our relay, e.g. --output-thread")
     a = ap.parse_args()
     reason = lab_unavailable_reason(miredo=True)
     if reason:
@@ -83,7 +84,7 @@ def main() -> int:
             lab.stop("miredo-relay")
             lab.wait_for(lambda: lab.run("relay", "ip", "link", "show", "teredo", check=False).returncode != 0,
                          10, "Miredo's tunnel to go")
-            lab.start_relay()
+            lab.start_relay(*a.relay_args.split())
             for size in sizes:
                 r = stress(lab, size, a, f"ours-{size}")
                 results.setdefault(("ours", size), []).append(r.get("forwarded_pps", 0))

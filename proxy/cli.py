@@ -53,8 +53,16 @@ def _common() -> argparse.ArgumentParser:
     return p
 
 
-def _modules() -> dict[str, ModuleType]:
-    return {name: importlib.import_module(path) for name, path in COMMANDS.items()}
+def _modules(argv: list[str] | None = None) -> dict[str, ModuleType]:
+    """The role modules to register.
+
+    A role's command line imports only that role (a client does not load
+    the relay, the stress tool or the demo network: start-up time is part
+    of time-to-qualified); help, ``check-config`` and errors get them all.
+    """
+    first = next((a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")), None)
+    names = [first] if first in COMMANDS else list(COMMANDS)
+    return {name: importlib.import_module(COMMANDS[name]) for name in names}
 
 
 def build_parser(modules: dict[str, ModuleType] | None = None) -> argparse.ArgumentParser:
@@ -106,7 +114,7 @@ def _check_config(args: argparse.Namespace, parser: argparse.ArgumentParser, mod
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
-    modules = _modules()
+    modules = _modules(argv)
     parser = build_parser(modules)
     args = parser.parse_args(argv)
     from proxy.logs import setup_logging

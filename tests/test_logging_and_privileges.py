@@ -10,11 +10,11 @@ import pwd
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from proxy.status import StatusFile
+from proxy.testing.waiting import wait_until
 
 from proxy.logs import setup_logging
 
@@ -49,11 +49,8 @@ def test_server_drops_privileges_after_binding():
                           "--port", str(port), "--user", "nobody", "--status-file", str(status)],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if status.exists() and json.loads(status.read_text())["state"] == "qualified":
-                break
-            time.sleep(0.02)  # polling for a condition with a deadline
+        wait_until(lambda: status.exists() and json.loads(status.read_text())["state"] == "qualified", 10,
+                   "the server to report itself up")
         uid = next(int(line.split()[1]) for line in open(f"/proc/{p.pid}/status") if line.startswith("Uid:"))
         assert uid == pwd.getpwnam("nobody").pw_uid
     finally:

@@ -27,6 +27,8 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
+
+from proxy.testing.waiting import eventually as _eventually
 import socks
 from python_socks import ProxyError
 from python_socks.async_.asyncio import Proxy
@@ -94,12 +96,7 @@ class HangingConnector(IcmpStandInConnector):
 
 async def eventually(condition: Callable[[], bool], timeout: float = T) -> None:
     """Poll ``condition`` until true, failing after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.005)
+    await _eventually(condition, timeout)
 
 
 @contextlib.asynccontextmanager

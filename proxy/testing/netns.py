@@ -27,9 +27,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from typing import Callable
+
+from proxy.testing.waiting import wait_until
 
 __all__ = ["Lab", "LabError", "lab_unavailable_reason", "HOSTS"]
 
@@ -326,11 +327,7 @@ class Lab:
     @staticmethod
     def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
         """Poll ``cond`` until it returns a true value; LabError after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = cond()
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise LabError(f"timed out after {timeout:g} s waiting for {what}")
-            time.sleep(interval)  # polling a condition, not waiting a fixed time
+        try:
+            return wait_until(cond, timeout, what, interval)
+        except TimeoutError as e:
+            raise LabError(str(e)) from None

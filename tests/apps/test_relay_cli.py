@@ -7,9 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
+
+from proxy.testing.waiting import wait_until
 
 from proxy.cli import main
 from proxy.config.relay import RelayConfig
@@ -98,17 +99,15 @@ def _spawn(args: list[str], **kw) -> subprocess.Popen:
 
 
 def _wait_status(path: str, timeout: float = 10.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def up() -> dict | None:
         try:
             with open(path) as f:
                 st = json.load(f)
-            if st.get("state") == "qualified":
-                return st
         except (OSError, ValueError):
-            pass
-        time.sleep(0.05)  # polling a condition with a deadline
-    raise AssertionError("the relay never reported itself up")
+            return None
+        return st if st.get("state") == "qualified" else None
+
+    return wait_until(up, timeout, "the relay to report itself up")
 
 
 def test_memory_relay_runs_and_stops_cleanly_on_sigterm(tmp_path):

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from proxy.testing.waiting import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 ANYCAST = ROOT / "examples" / "anycast"
 
@@ -56,11 +58,7 @@ def test_bird_configs_parse():
 
 
 def _wait(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.1)  # polling a condition with a deadline
+    wait_until(cond, timeout, what)
 
 
 def test_anycast_announcement_follows_the_relay(tmp_path):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 from proxy.testing.rsprobe import probe
+from proxy.testing.waiting import eventually
 from proxy.apps.server import ServerRunner, serve
 from proxy.config.server import ServerConfig
 
@@ -54,10 +55,7 @@ async def test_garbage_does_not_stop_the_server():
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             for junk in (b"", b"\x00", os.urandom(100), b"\x60" * 2000):
                 s.sendto(junk, (config.address, config.port))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5
-        while sum(runner.core.drops.values()) < 4 and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: sum(runner.core.drops.values()) >= 4, 5, "four drops")
         assert sum(runner.core.drops.values()) == 4
         assert await qualify_probe((config.address, config.port), cone=False) is not None
     finally:
@@ -69,12 +67,8 @@ async def test_status_file_and_clean_stop(tmp_path):
     config = loopback_config(status_file=str(path))
     stop = asyncio.Event()
     task = asyncio.create_task(serve(config, stop))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 5
-    while loop.time() < deadline:
-        if path.exists() and json.loads(path.read_text())["state"] == "qualified":
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: path.exists() and json.loads(path.read_text())["state"] == "qualified", 5,
+                     "the status file to say qualified")
     status = json.loads(path.read_text())
     assert {"role", "state", "address", "nat", "server", "mtu", "since"} <= status.keys()
     assert status["role"] == "server" and status["server"] == "127.0.0.1"

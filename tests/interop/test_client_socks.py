@@ -425,7 +425,7 @@ def test_losing_and_regaining_the_server_with_the_same_mapping_keeps_connections
         assert st["address"] == net.address
         hold.send("go\n")
         assert hold.answer() == {"phase": 2, "ok": True}
-        rc = lab.wait_for(lambda: lab.processes["download"].poll() is not None, 150, "the download to end")
+        lab.wait_for(lambda: lab.processes["download"].poll() is not None, 150, "the download to end")
         assert lab.processes["download"].returncode == 0, lab.log("download")
         with open(out, "rb") as f:
             assert hashlib.sha256(f.read()).hexdigest() == net.sha

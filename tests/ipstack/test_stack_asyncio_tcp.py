@@ -136,7 +136,8 @@ async def test_cancelled_connect_aborts():
     sa, sb, wa, _ = await pair()
     wa.hook = lambda p: True
     task = asyncio.create_task(sa.open_connection(B, 80))
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # let the task send its SYN
+    assert len(sa.interface.tcp) == 1
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

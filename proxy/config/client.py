@@ -15,8 +15,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.config.miredo import load_miredo_conf
-from proxy.config.server import SYSLOG_FACILITIES
+from proxy.config.miredo import SYSLOG_FACILITIES, load_miredo_conf
 from proxy.config.socks import SocksConfig, socks_config_from_args
 from proxy.constants import REFRESH_INTERVAL, TEREDO_PORT
 from proxy.errors import ConfigError

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from proxy.errors import ConfigError
 
-__all__ = ["Directive", "MiredoConf", "read_miredo_conf", "KNOWN_DIRECTIVES"]
+__all__ = ["Directive", "MiredoConf", "read_miredo_conf", "KNOWN_DIRECTIVES", "SYSLOG_FACILITIES", "parse_prefix"]
 
 #: Every directive Miredo 1.2.6 (and master) understands, lower-cased.
 KNOWN_DIRECTIVES = frozenset(
@@ -37,6 +37,28 @@ KNOWN_DIRECTIVES = frozenset(
 )
 
 _MAX_LINE = 1055  # Miredo skips longer lines; we refuse them.
+
+#: ``SyslogFacility`` values Miredo accepts (``src/conf.c``).
+SYSLOG_FACILITIES = (
+    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user", "uucp",
+    *(f"local{n}" for n in range(8)),
+)
+
+
+def parse_prefix(text: str, field: str) -> int:
+    """A Teredo prefix (``Prefix`` / ``--prefix``): an IPv6 address whose first
+    32 bits are used, as Miredo reads it, optionally written with ``/32``;
+    never multicast."""
+    addr, slash, plen = text.partition("/")
+    if slash and plen != "32":
+        raise ConfigError(field, f"{text!r}: a Teredo prefix is a /32")
+    try:
+        value = int.from_bytes(ipaddress.IPv6Address(addr).packed[:4], "big")
+    except ValueError:
+        raise ConfigError(field, f"{text!r} is not an IPv6 prefix") from None
+    if value >> 24 == 0xFF:
+        raise ConfigError(field, f"{text!r} is a multicast prefix")
+    return value
 
 
 def _c_int(text: str) -> int:

@@ -17,7 +17,7 @@ import pwd
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from proxy.config.miredo import MiredoConf, load_miredo_conf
+from proxy.config.miredo import SYSLOG_FACILITIES, MiredoConf, load_miredo_conf, parse_prefix
 from proxy.constants import IPV6_MIN_MTU, RELAY_MAX_PEERS, RELAY_MTU, TEREDO_PORT, TEREDO_PREFIX
 from proxy.errors import ConfigError
 
@@ -25,25 +25,6 @@ __all__ = ["RelayConfig", "RELAY_TYPES", "NATIVE_BACKENDS", "SYSLOG_FACILITIES",
 
 RELAY_TYPES = ("relay", "cone", "restricted")
 NATIVE_BACKENDS = ("tun", "raw", "memory")
-SYSLOG_FACILITIES = (
-    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user", "uucp",
-    *(f"local{n}" for n in range(8)),
-)
-
-
-def parse_prefix(text: str, field: str) -> int:
-    """A Teredo prefix: an IPv6 address whose first 32 bits are used (Miredo
-    ``Prefix``), optionally written with ``/32``; never multicast."""
-    addr = text.split("/", 1)[0]
-    if "/" in text and text.split("/", 1)[1] != "32":
-        raise ConfigError(field, f"{text!r}: a Teredo prefix is a /32")
-    try:
-        value = int.from_bytes(ipaddress.IPv6Address(addr).packed[:4], "big")
-    except ValueError:
-        raise ConfigError(field, f"{text!r} is not an IPv6 prefix") from None
-    if value >> 24 == 0xFF:
-        raise ConfigError(field, f"{text!r} is a multicast prefix")
-    return value
 
 
 @dataclass(frozen=True, slots=True)

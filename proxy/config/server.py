@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from proxy.config.miredo import load_miredo_conf
+from proxy.config.miredo import SYSLOG_FACILITIES, load_miredo_conf, parse_prefix
 from proxy.constants import (
     SERVER_NATIVE_BURST,
     SERVER_NATIVE_RATE,
@@ -25,30 +25,7 @@ from proxy.constants import (
 from proxy.errors import ConfigError
 from proxy.teredo.ipv4 import global_check
 
-__all__ = ["ServerConfig", "parse_prefix", "load_auth_keys"]
-
-SYSLOG_FACILITIES = (
-    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user", "uucp",
-    *(f"local{i}" for i in range(8)),
-)
-
-
-def parse_prefix(field_name: str, text: str) -> int:
-    """A Teredo service prefix: an IPv6 address or /32 network; first 32 bits used.
-
-    Miredo accepts any non-multicast address and takes its first 32 bits.
-    """
-    try:
-        net = ipaddress.IPv6Network(text, strict=False)
-    except ValueError:
-        raise ConfigError(field_name, f"{text!r} is not an IPv6 prefix") from None
-    if net.prefixlen not in (32, 128) and "/" in text:
-        raise ConfigError(field_name, f"{text!r}: a Teredo prefix is a /32")
-    value = int(net.network_address) >> 96
-    if value >> 24 == 0xFF:
-        raise ConfigError(field_name, f"{text!r} is multicast")
-    return value
-
+__all__ = ["ServerConfig", "load_auth_keys"]
 
 def load_auth_keys(path: str) -> dict[bytes, bytes]:
     """``client-id:hex-key`` per line, ``#`` comments (secure qualification, RFC 4380 §5.2.2)."""
@@ -168,7 +145,7 @@ class ServerConfig:
                     settings[key] = value
             prefix = conf.pop_str("Prefix")
             if prefix is not None:
-                settings["prefix"] = parse_prefix("Prefix", prefix)
+                settings["prefix"] = parse_prefix(prefix, "Prefix")
             conf.finish()
         flags = {
             "address": args.address, "address2": args.address2, "port": args.port, "mtu": args.mtu,
@@ -177,7 +154,7 @@ class ServerConfig:
         }
         settings.update({k: v for k, v in flags.items() if v is not None})
         if args.prefix is not None:
-            settings["prefix"] = parse_prefix("--prefix", args.prefix)
+            settings["prefix"] = parse_prefix(args.prefix, "--prefix")
         if args.no_native:
             settings["forward_native"] = False
         if args.allow_loopback:

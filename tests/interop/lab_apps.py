@@ -8,7 +8,8 @@ the SOCKS5 reply code / error they met.  Services run until killed.
 
 Clients: ``curl``-like fetches through python-socks, PySocks and httpx;
 a UDP exchange through PySocks' UDP ASSOCIATE; ``rep`` (the raw REP code
-for one request); ``hold`` (one connection kept open across an outage).
+for one request); ``hold`` (one connection kept open across an outage);
+``paced-get`` (a download held to a fixed rate until told to finish).
 Services: ``udp-echo``, ``tcp-echo``, ``sink`` (reports how a TCP
 connection ended: FIN or RST).
 """
@@ -186,6 +187,48 @@ def cmd_hold(a: argparse.Namespace) -> None:
             out(phase=phase, ok=got == msg)
 
 
+def cmd_paced_get(a: argparse.Namespace) -> None:
+    """HTTP GET through the proxy, read at ``--rate`` bytes/s until a line
+    arrives on stdin, then as fast as possible; the body goes to ``--out``.
+
+    The reader sets the pace itself (the sender's window closes behind it),
+    so a test can keep a transfer in progress for exactly as long as it
+    needs, whatever the machine's speed.  Prints ``{"started": true}`` after
+    the first data and the usual bytes/sha256 at the end.
+    """
+    host, port, path = split_url(a.url)
+    unpaced = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.readline(), unpaced.set()), daemon=True).start()
+    s = _pysocks(proxy=a.proxy)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+    s.connect((host, port))
+    s.sendall(f"GET {path} HTTP/1.0\r\nHost: [{host}]\r\n\r\n".encode())
+    digest = hashlib.sha256()
+    head = b""
+    total = 0
+    start = time.monotonic()
+    with s, open(a.out, "wb") as f:
+        while data := s.recv(1 << 14):
+            if head is not None:
+                head += data
+                if b"\r\n\r\n" not in head:
+                    continue
+                status, _, data = head.partition(b"\r\n\r\n")
+                if b" 200 " not in status.split(b"\r\n", 1)[0]:
+                    raise RuntimeError(f"bad HTTP answer: {status[:80]!r}")
+                head = None
+                out(started=True)
+            digest.update(data)
+            f.write(data)
+            f.flush()
+            total += len(data)
+            if not unpaced.is_set():
+                ahead = total / a.rate - (time.monotonic() - start)
+                if ahead > 0:
+                    unpaced.wait(ahead)
+    out(bytes=total, sha256=digest.hexdigest())
+
+
 def cmd_upload(a: argparse.Namespace) -> None:
     """Send without pause through the proxy until the proxy ends the connection
     (``--idle``: send nothing, just wait for the end)."""
@@ -287,6 +330,11 @@ def main() -> None:
     c.add_argument("port", type=int, nargs="?")
     c.add_argument("--cmd", type=int, default=1)
     c.add_argument("--raw", help="the request as hex (after the greeting)")
+    c = sub.add_parser("paced-get")
+    c.add_argument("proxy")
+    c.add_argument("url")
+    c.add_argument("--out", required=True)
+    c.add_argument("--rate", type=float, default=200_000, help="bytes/s until told to finish")
     for name in ("hold", "upload"):
         c = sub.add_parser(name)
         c.add_argument("proxy")
@@ -302,7 +350,7 @@ def main() -> None:
     {
         "python-socks": cmd_python_socks, "python-socks-error": cmd_python_socks_error,
         "pysocks": cmd_pysocks, "pysocks-udp": cmd_pysocks_udp, "httpx": cmd_httpx, "rep": cmd_rep,
-        "hold": cmd_hold, "upload": cmd_upload, "udp-echo": cmd_udp_echo, "tcp-echo": cmd_tcp_echo,
+        "hold": cmd_hold, "paced-get": cmd_paced_get, "upload": cmd_upload, "udp-echo": cmd_udp_echo, "tcp-echo": cmd_tcp_echo,
         "sink": cmd_sink,
     }[a.command](a)
 

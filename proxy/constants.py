@@ -129,6 +129,20 @@ PING_MAX = 4
 LOCAL_PEER_VALIDITY = 600.0
 DISCOVERY_INTERVAL_MIN = 200.0
 DISCOVERY_INTERVAL_MAX = 300.0
+#: The first discovery bubble leaves 0..this many seconds after qualification
+#: (ours: the RFC gives no first delay; Miredo sends one at once; a little
+#: jitter keeps clients that qualify together from bubbling in step).
+DISCOVERY_FIRST_DELAY = 2.0
+#: RFC 4380 §5.2.8: discovery bubbles go to 224.0.0.253 (TEREDO_DISCOVERY_IPV4)
+#: port 3544 (TEREDO_PORT), IPv4 TTL 1, and carry IPv6 hop limit 1 (the RFC's
+#: value; Miredo master sends 0, and neither side checks it on reception).
+DISCOVERY_HOP_LIMIT = 1
+DISCOVERY_TTL = 1
+#: Local peers (§5.2.8) a client remembers; the oldest is forgotten first.
+MAX_LOCAL_PEERS = 256
+#: Where a discovery bubble may come from (RFC 4380 §5.2.8 "on the local
+#: subnet"; Miredo master commits 39f4b75/e5788ee: private or link-local).
+DISCOVERY_LOCAL_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16")
 #: Miredo relay.c: ICMPv6 errors generated at most 10 per second.
 ICMP_ERROR_RATE = 10.0
 ICMP_ERROR_BURST = 10

@@ -89,6 +89,12 @@ class DropReason(enum.Enum):
     BAD_TRAILER = "bad-trailer"
     NOT_FROM_PEER = "not-from-peer"
     SOURCE_NOT_OURS = "source-not-our-address"
+    # RFC 4380 §5.2.8 local discovery (the multicast socket)
+    DISCOVERY_DISABLED = "local-discovery-disabled"
+    NOT_DISCOVERY_BUBBLE = "not-a-discovery-bubble"
+    DISCOVERY_OWN = "own-discovery-bubble"
+    DISCOVERY_NOT_LOCAL = "discovery-source-not-local"
+    DISCOVERY_OTHER_NAT = "discovery-peer-behind-another-nat"
 
     # --- Relay (RFC 4380 §5.4) ------------------------------------------------
     TEREDO_TRANSIT = "teredo-to-teredo-transit"

@@ -2,7 +2,8 @@
 
 Sources, lowest priority first: defaults, a Miredo-syntax file
 (``RelayType client``, ``ServerAddress``, ``ServerAddress2``, ``BindAddress``,
-``BindPort``, ``InterfaceName``, ``InterfaceMTU``, ``SyslogFacility``), then
+``BindPort``, ``InterfaceName``, ``InterfaceMTU``, ``SyslogFacility``,
+``LocalDiscovery`` of Miredo master), then
 flags.  ``--server`` may be repeated (or given as a comma list): the client
 fails over across the list.  ``InterfaceName`` is accepted and unused (the
 client has no TUN: its IPv6 stack lives in the process).
@@ -24,6 +25,9 @@ from proxy.teredo.ipv4 import global_check
 __all__ = ["ClientConfig", "split_servers"]
 
 RELAY_TYPES_CLIENT = ("client", "autoclient")
+#: Boolean words of Miredo's configuration parser.
+_ON = ("enabled", "yes", "true", "on")
+_OFF = ("disabled", "no", "false", "off")
 
 
 def _is_hostname(v: str) -> bool:
@@ -77,6 +81,8 @@ class ClientConfig:
     "RFC 6081 §3.1 / §5.2: keep the address behind a symmetric NAT (RFC 4380 alone refuses)."
     hairpinning: bool = True
     "RFC 6081 §3.5 / §5.6: advertise the local endpoint in bubbles (Alternate Address trailer)."
+    local_discovery: bool = False
+    "RFC 4380 §5.2.8 multicast local discovery (LocalDiscovery / --local-discovery); off as in Miredo master."
     auth_id: bytes = b""
     "Secure qualification client identifier (RFC 4380 §5.2.2); empty = off."
     auth_key: bytes = b""
@@ -137,6 +143,7 @@ class ClientConfig:
             "separate_probe": self.separate_probe,
             "accept_symmetric": self.accept_symmetric,
             "hairpinning": self.hairpinning,
+            "local_discovery": self.local_discovery,
             "secure_qualification": bool(self.auth_id),
             "allow_loopback": self.allow_loopback,
         }
@@ -166,6 +173,10 @@ class ClientConfig:
             ):
                 if value is not None:
                     settings[key] = value
+            # Miredo master: LocalDiscovery takes its boolean words (conf.c parse_bool).
+            discovery = conf.pop_choice("LocalDiscovery", _ON + _OFF)
+            if discovery is not None:
+                settings["local_discovery"] = discovery in _ON
             conf.finish()
         if getattr(args, "server", None):
             servers = list(split_servers(args.server))  # flags replace the file's server
@@ -185,6 +196,8 @@ class ClientConfig:
             settings["accept_symmetric"] = False
         if getattr(args, "no_hairpinning", False):
             settings["hairpinning"] = False
+        if getattr(args, "local_discovery", False):
+            settings["local_discovery"] = True
         if getattr(args, "allow_loopback", False):
             settings["allow_loopback"] = True
         if getattr(args, "auth_id", None):

@@ -16,7 +16,11 @@ The client sits between a local IPv6 stack and one UDP socket:
   server-relayed bubbles get a reply bubble to their origin; anything else
   must come from a trusted peer's mapping, a Teredo address whose
   embedded mapping is the sender, the relay that answered our echo test,
-  or (RFC 6081 hairpinning) a same-NAT peer's advertised local endpoint.
+  or (RFC 6081 hairpinning) a same-NAT peer's advertised local endpoint,
+  or (§5.2.8, optional) a local peer found by multicast discovery.
+* Discovery bubbles from the driver's multicast socket
+  (:meth:`TeredoClient.discovery_datagram_received`) and the periodic
+  multicast ones we send live in ``local_discovery.py``.
 
 Output is pulled: :meth:`datagrams_to_send` (UDP), :meth:`ipv6_to_stack`
 (decapsulated packets), :meth:`next_event` (``Qualified``, ``ResolveServer``
@@ -48,6 +52,7 @@ from proxy.teredo.peers import PeerTable
 from proxy.teredo.client_events import AddressChanged, ClientEvent, NatType, QualificationLost, Qualified
 from proxy.teredo.client_receive import ReceiveRules
 from proxy.teredo.client_send import SendRules
+from proxy.teredo.local_discovery import DiscoveryRules, LocalPeers
 from proxy.teredo.ipv4 import global_check
 from proxy.teredo.packet import TeredoPacket, ipv6_packet
 from proxy.teredo.qualification import Qualifier
@@ -62,7 +67,7 @@ Endpoint = tuple[str, int]
 log = logging.getLogger("proxy.teredo.client")
 
 
-class TeredoClient(SendRules, ReceiveRules):
+class TeredoClient(SendRules, ReceiveRules, DiscoveryRules):
     """A Teredo client (RFC 4380 §5.2): qualification, maintenance, peers.
 
     :param config: the resolved :class:`ClientConfig`.
@@ -88,6 +93,8 @@ class TeredoClient(SendRules, ReceiveRules):
         "Same-NAT peers' public mapping -> their advertised local endpoints (RFC 6081 §5.6)."
         self._pending: dict[bytes, float] = {}
         "Peers with queued packets -> when to bubble or ping again."
+        self.discovery = LocalPeers(rng, enabled=config.local_discovery)
+        "RFC 4380 §5.2.8 local discovery: schedule and local peers (``local_discovery.py``)."
         self._ident = rng.getrandbits(16)
         self._datagrams: list[tuple[bytes, Endpoint]] = []
         self._stack: deque[bytes] = deque()
@@ -106,7 +113,7 @@ class TeredoClient(SendRules, ReceiveRules):
         if not self._started:
             self._started = True
             self.qual.start(now)
-            self._pump()
+            self._pump(now)
 
     def datagram_received(self, data: bytes | memoryview, addr: Endpoint, now: float) -> None:
         """One UDP datagram from ``addr``; never raises for any ``data``."""
@@ -116,7 +123,7 @@ class TeredoClient(SendRules, ReceiveRules):
             self._receive(data, addr, now)
         except ParseError as e:
             self._drop(e.reason, addr, e.detail)
-        self._pump()
+        self._pump(now)
 
     def ipv6_from_stack(self, packet: bytes | memoryview, now: float) -> None:
         """An IPv6 packet the local stack wants sent; never raises for any input."""
@@ -124,7 +131,7 @@ class TeredoClient(SendRules, ReceiveRules):
             self._transmit(packet, now)
         except ParseError as e:
             self._drop(e.reason, None, e.detail)
-        self._pump()
+        self._pump(now)
 
     def probe_datagram_received(self, data: bytes | memoryview, addr: Endpoint, now: float) -> None:
         """A datagram on the probe socket: only our server's RAs are expected there."""
@@ -135,7 +142,7 @@ class TeredoClient(SendRules, ReceiveRules):
             self.qual.ra_received(packet, addr, now, via_probe=True)
         except ParseError as e:
             self._drop(e.reason, addr, e.detail)
-        self._pump()
+        self._pump(now)
 
     def probe_datagrams_to_send(self) -> list[tuple[bytes, Endpoint]]:
         """``(payload, (ipv4, port))`` to send from the probe socket (NAT-type check)."""
@@ -144,14 +151,15 @@ class TeredoClient(SendRules, ReceiveRules):
     def server_resolved(self, name: str, ipv4s: list[str] | tuple[str, ...], now: float) -> None:
         """Answer to a :class:`ResolveServer` event (an empty list: it failed)."""
         self.qual.server_resolved(name, ipv4s, now)
-        self._pump()
+        self._pump(now)
 
     def handle_timer(self, now: float) -> None:
         """Timers: qualification, bubble and ping retries.  Harmless when early."""
         if not self._started:
             self.start(now)
         self.qual.handle_timer(now)
-        self._pump()
+        self._pump(now)
+        self._discovery_timer(now)
         if self._pending and self.qual.qualified:
             self._retry_pending(now)
         for key, queued in self.peers.handle_timer(now):
@@ -164,7 +172,7 @@ class TeredoClient(SendRules, ReceiveRules):
     def poll_at(self) -> float | None:
         if not self._started:
             return 0.0
-        times = [t for t in (self.qual.poll_at(), self.peers.poll_at()) if t is not None]
+        times = [t for t in (self.qual.poll_at(), self.peers.poll_at(), self.discovery.poll_at()) if t is not None]
         if self._pending and self.qual.qualified:
             times.append(min(self._pending.values()))
         return min(times) if times else None
@@ -219,7 +227,7 @@ class TeredoClient(SendRules, ReceiveRules):
         return self.qual.server
 
     # -- internals shared by the rule mixins -------------------------------------------
-    def _pump(self) -> None:
+    def _pump(self, now: float) -> None:
         """Move the qualifier's events to ours, reacting to address changes."""
         while (ev := self.qual.next_event()) is not None:
             # Miredo resets its peer list on every new address: peers were
@@ -227,6 +235,7 @@ class TeredoClient(SendRules, ReceiveRules):
             if isinstance(ev, Qualified):
                 if ev.address != self._last_addr:
                     self._forget_peers()
+                    self.discovery.qualified(now)  # §5.2.8: announce the new address soon
                 self._last_addr = ev.address
             elif isinstance(ev, (QualificationLost, AddressChanged)):
                 self._forget_peers()
@@ -239,6 +248,7 @@ class TeredoClient(SendRules, ReceiveRules):
         self._pings.clear()
         self._bubble_nonces.clear()
         self._alternates.clear()
+        self.discovery.reset()
 
     def _drop(self, reason: DropReason, addr: Endpoint | None, detail: str = "") -> None:
         self.drops[reason] += 1

@@ -26,7 +26,10 @@ A mixin of :class:`~proxy.teredo.client.TeredoClient`.  Order of the checks:
      also a bubble addressed to the random link-local source of one of our
      indirect bubbles to that peer (Miredo's scheme): trusted at its actual
      endpoint, which NATs that move ports make differ from its address;
-  5. (RFC 6081 §5.6 hairpinning) a Teredo source behind our own NAT
+  5. (§5.2.8, when local discovery is on) a local peer speaking from its
+     local endpoint: trusted there; a bubble that made it trusted is
+     answered (``local_discovery.py``);
+     (RFC 6081 §5.6 hairpinning) a Teredo source behind our own NAT
      (same mapped IPv4) reaching us from a local endpoint it advertised in
      an Alternate Address trailer: trusted with that endpoint;
   6. anything else from a non-Teredo source: held in the peer's queue while
@@ -94,6 +97,9 @@ class ReceiveRules:
     def _our_trailer(self) -> bytes: ...
     def _probe_native(self, slot: int, dst: bytes, now: float) -> None: ...
     def _bubble_to(self, dst: bytes, to: Endpoint, trailer: bytes = b"") -> None: ...
+
+    if TYPE_CHECKING:  # DiscoveryRules, later in the MRO: no stubs that would shadow it
+        def _local_peer_at(self, src: bytes, addr: Endpoint, bubble_: bool, now: float) -> bool: ...
 
     def _receive_fast(self, data: bytes | memoryview, addr: Endpoint, now: float) -> bool:
         """Case 1 for the bulk of the traffic, without building a TeredoPacket.
@@ -188,6 +194,18 @@ class ReceiveRules:
             slot = self._trust(slot, src, addr, now)
             if packet.is_bubble:
                 self._hairpin_bubble(packet, src, now)
+            self._deliver(packet, slot, now)
+            return
+        # Case 5 (§5.2.8): a local peer from its local endpoint.
+        if teredo_src and self._local_peer_at(src, addr, packet.is_bubble, now):
+            known = slot >= 0 and peers.is_reachable(slot, now) and peers.endpoint(slot) == addr
+            slot = self._trust(slot, src, addr, now)
+            peers.set_local(slot)
+            if packet.is_bubble and not known:
+                # It may be waiting for us to prove the path: answer once.
+                self._bubble_to(src, addr)
+                self.stats["local_bubble_replies"] += 1
+            self.stats["local_peer_packets"] += 1
             self._deliver(packet, slot, now)
             return
         # RFC 6081 §5.6 (hairpinning): a same-NAT peer from its local endpoint.

@@ -9,8 +9,8 @@ as in §5.2.4:
    connectivity test (§5.2.9): an ICMPv6 echo request with a random 64-bit
    nonce, sent through our server; whichever relay brings the reply back
    becomes the peer's mapping (``client_receive.py``);
-3. a local peer (§5.2.8): not implemented (the RFC 6081 hairpinning
-   extension below covers two clients behind one NAT);
+3. a local peer (§5.2.8, when local discovery is on): queue, and unicast
+   bubbles to its local endpoint (``local_discovery.py``);
 4. the cone bit: ignored, as Miredo does and §5.2.4 allows (case 5 works
    for cone peers too);
 5. otherwise: queue, send a direct bubble to the peer's mapping (it opens
@@ -80,6 +80,10 @@ class SendRules:
     def _unreachable(self, packet: bytes, code: int, now: float) -> None: ...
     def _is_global(self, addr: str) -> bool: ...
 
+    if TYPE_CHECKING:  # DiscoveryRules, later in the MRO: no stubs that would shadow it
+        def _local_endpoint(self, dst: bytes, now: float) -> Endpoint | None: ...
+        def _probe_local(self, slot: int, dst: bytes, local: Endpoint, now: float) -> None: ...
+
     def _transmit(self, data: bytes | memoryview, now: float) -> None:
         hdr = Ipv6Header.parse(data)
         packet = bytes(data[: hdr.buffer_len()])
@@ -112,8 +116,9 @@ class SendRules:
             self._send(packet, self.peers.endpoint(slot))
             self.stats["sent"] += 1
             return
+        local = self._local_endpoint(dst, now) if mapped is not None else None
         if slot < 0:
-            slot = self.peers.insert(dst, now, *(mapped or ("0.0.0.0", 0)))
+            slot = self.peers.insert(dst, now, *(local or mapped or ("0.0.0.0", 0)))
             if slot < 0:
                 self._unreachable(packet, UnreachableCode.ADDRESS, now)
                 raise ParseError(DropReason.PEER_TABLE_FULL)
@@ -124,6 +129,8 @@ class SendRules:
             raise ParseError(DropReason.QUEUE_FULL, f"{PEER_QUEUE_BYTES}-byte queue")
         if mapped is None:
             self._probe_native(slot, dst, now)  # case 2
+        elif local is not None:
+            self._probe_local(slot, dst, local, now)  # case 3
         else:
             self._probe_teredo(slot, dst, now)  # case 5
 
@@ -239,6 +246,10 @@ class SendRules:
             elif self.peers.is_reachable(slot, now):
                 self._flush(slot, now)
             elif is_teredo(key, self._prefix()):
-                self._probe_teredo(slot, key, now)
+                local = self._local_endpoint(key, now)
+                if local is not None:
+                    self._probe_local(slot, key, local, now)
+                else:
+                    self._probe_teredo(slot, key, now)
             else:
                 self._probe_native(slot, key, now)

@@ -15,7 +15,12 @@ from __future__ import annotations
 
 from socket import inet_aton, inet_ntoa  # pure conversions, no I/O
 
-__all__ = ["ipv4_to_bytes", "ipv4_from_bytes", "ipv4_to_int", "is_global_unicast", "global_check", "NON_GLOBAL"]
+from proxy.constants import DISCOVERY_LOCAL_NETWORKS
+
+__all__ = [
+    "ipv4_to_bytes", "ipv4_from_bytes", "ipv4_to_int", "is_global_unicast", "global_check", "is_local_scope",
+    "NON_GLOBAL",
+]
 
 
 def ipv4_to_bytes(addr: str) -> bytes:
@@ -120,3 +125,20 @@ def global_check(allow_loopback: bool = False):
         return is_global_unicast(addr)
 
     return check
+
+
+_LOCAL_NETS = tuple(_net(c) for c in DISCOVERY_LOCAL_NETWORKS)
+
+
+def is_local_scope(addr: str) -> bool:
+    """Whether ``addr`` may be a LAN neighbour's address (RFC 4380 §5.2.8).
+
+    Private (RFC 1918) or link-local (RFC 3927), as Miredo master accepts
+    discovery bubbles (``DISCOVERY_LOCAL_NETWORKS``).  Malformed input is
+    simply not local.
+    """
+    try:
+        value = ipv4_to_int(addr)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return any(value & mask == base for base, mask in _LOCAL_NETS)

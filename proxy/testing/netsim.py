@@ -37,7 +37,10 @@ shows).
 (terms of RFC 4787).  ``hairpin=True`` lets a host reach another host
 behind the same NAT through the NAT's public address; hosts of one NAT
 share a LAN (private addresses reach each other directly).  ``open`` means
-no NAT at all.
+no NAT at all.  A datagram to an IPv4 multicast group (TTL 1: RFC 4380
+§5.2.8 local discovery) reaches every *other* node on the sender's LAN,
+through :meth:`Node.deliver` with the group as destination; nodes that are
+not behind a NAT share no LAN and get none.
 
 IPv6 side: packets a server or relay core emits towards native IPv6
 (``ipv6_to_native``) go to the :class:`NativeHost` owning the destination,
@@ -155,6 +158,12 @@ class Nat:
         return None
 
 
+def _is_multicast(ipv4: str) -> bool:
+    """224.0.0.0/4 (RFC 5771)."""
+    first = ipv4.split(".", 1)[0]
+    return first.isdigit() and 224 <= int(first) <= 239
+
+
 class Node:
     """Base adapter: a core reachable at some UDP endpoints."""
 
@@ -203,6 +212,9 @@ class ClientNode(Node):
     def deliver(self, data: bytes, src: Endpoint, dst: Endpoint, now: float) -> None:
         if dst == self.probe:
             self.core.probe_datagram_received(data, src, now)
+        elif _is_multicast(dst[0]):
+            if dst[1] == 3544 and getattr(self.core, "local_discovery", False):
+                self.core.discovery_datagram_received(data, src, now)  # the driver's group socket
         else:
             self.core.datagram_received(data, src, now)
 
@@ -369,6 +381,9 @@ class Network:
     def send(self, data: bytes, src: Endpoint, dst: Endpoint) -> None:
         """Route one datagram through the NATs; schedules its delivery or drops it."""
         nat = self._nat_of.get(src[0])
+        if _is_multicast(dst[0]):
+            self._multicast(data, src, dst, nat)
+            return
         if nat is not None:
             if self._nat_of.get(dst[0]) is nat:  # same LAN
                 self._schedule(data, src, dst)
@@ -378,6 +393,22 @@ class Network:
                 nat.dropped += 1
                 return
         self._schedule(data, src, dst)
+
+    def _multicast(self, data: bytes, src: Endpoint, dst: Endpoint, nat: Nat | None) -> None:
+        """TTL 1: a copy to every other node on the sender's LAN (none without a NAT)."""
+        if nat is None:
+            return
+        sender = self._by_endpoint.get(src)
+        for node in self.nodes:
+            if node is sender or not node.endpoints or self._nat_of.get(node.endpoints[0][0]) is not nat:
+                continue
+            self._later(lambda node=node: self._arrive_multicast(node, data, src, dst))
+
+    def _arrive_multicast(self, node: Node, data: bytes, src: Endpoint, dst: Endpoint) -> None:
+        self.delivered += 1
+        if self.trace is not None:
+            self.trace.append((self.now, src, dst, len(data)))
+        node.deliver(data, src, dst, self.now)
 
     def _schedule(self, data: bytes, src: Endpoint, dst: Endpoint) -> None:
         self._later(lambda: self._arrive(data, src, dst))

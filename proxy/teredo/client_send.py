@@ -158,6 +158,12 @@ class SendRules:
         self.stats["bubbles"] += 1
 
     def _probe_teredo(self, slot: int, dst: bytes, now: float) -> None:
+        if self.peers.is_local(slot):
+            # §5.2.8: no longer a local peer (600 s without its discovery
+            # bubble): its LAN endpoint earns no trust any more.
+            self.peers.set_local(slot, False)
+            self.peers.set_trusted(slot, False)
+            self.peers.set_mapping(slot, *mapped_endpoint(dst))
         decision = self.peers.bubble_decision(slot, now)
         if decision is Probe.SEND:
             trailer = self._our_trailer()

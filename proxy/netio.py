@@ -15,7 +15,7 @@ import logging
 import socket
 from typing import Callable
 
-__all__ = ["UdpEndpoint", "open_udp", "RawIpv6Sender"]
+__all__ = ["UdpEndpoint", "open_udp", "open_multicast", "set_multicast_sender", "RawIpv6Sender"]
 
 log = logging.getLogger("proxy.netio")
 
@@ -54,6 +54,57 @@ def open_udp(host: str, port: int, *, reuse_port: bool = False, bufsize: int | N
         sock.close()
         raise
     return sock
+
+
+#: Linux ``IP_MULTICAST_ALL`` (49; Python 3.11 does not name it): 0 keeps a
+#: socket to the groups *it* joined, instead of every group joined on the host.
+IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
+
+
+def _multicast_all_off(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+    except OSError:  # not Linux: the group bind below filters anyway
+        pass
+
+
+def open_multicast(group: str, port: int, interface: str) -> socket.socket:
+    """A non-blocking UDP socket receiving ``group:port``, joined on ``interface``.
+
+    Bound to the group address itself (with ``SO_REUSEADDR``), not to
+    0.0.0.0: it then gets only the group's datagrams and never steals
+    unicast ones from a socket on the same port (a client with BindPort
+    3544), and several clients on one host can each have one.  The group
+    is joined on the interface that holds ``interface`` (0.0.0.0: the
+    kernel's default).  Raises OSError when the port or the group cannot
+    be had (RFC 4380 §5.2.8 local discovery).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        _multicast_all_off(sock)
+        sock.bind((group, port))
+        mreq = socket.inet_aton(group) + socket.inet_aton(interface)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def set_multicast_sender(sock: socket.socket, interface: str, ttl: int = 1) -> None:
+    """Let ``sock`` send multicast: out of ``interface``, with ``ttl``, not looped back.
+
+    RFC 4380 §5.2.8: discovery bubbles leave from the client's service
+    socket (peers answer its port) with IPv4 TTL 1; Miredo turns the loop
+    off so a client does not hear itself.
+    """
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+    if interface != "0.0.0.0":
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(interface))
+    _multicast_all_off(sock)
 
 
 class UdpEndpoint:

@@ -23,10 +23,11 @@ from typing import Callable
 
 from proxy.config.client import ClientConfig
 from proxy.config.socks import add_socks_arguments
+from proxy.constants import DISCOVERY_TTL, TEREDO_DISCOVERY_IPV4, TEREDO_PORT
 from proxy.errors import ConfigError
 from proxy.ipstack.wire.icmpv6 import Echo, Icmpv6Type
 from proxy.ipstack.wire.ipv6 import NextHeader
-from proxy.netio import UdpEndpoint, open_udp
+from proxy.netio import UdpEndpoint, open_multicast, open_udp, set_multicast_sender
 from proxy.status import StatusFile
 from proxy.teredo.client import TeredoClient
 from proxy.teredo.client_events import QualificationLost, Qualified, ResolveServer, ServerFailed
@@ -55,6 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="NAT-type check from the main socket, in RFC order (no probe socket)")
     p.add_argument("--refuse-symmetric", action="store_true", help="no address behind a symmetric NAT (RFC 4380)")
     p.add_argument("--no-hairpinning", action="store_true", help="no RFC 6081 Alternate Address trailers")
+    p.add_argument("--local-discovery", action="store_true",
+                   help="find clients on the LAN by multicast (RFC 4380 §5.2.8; LocalDiscovery enabled)")
     p.add_argument("--auth-id", metavar="ID", help="secure qualification client id (RFC 4380 §5.2.2)")
     p.add_argument("--auth-key", metavar="HEX", help="secure qualification key")
     p.add_argument("--server-port", type=int, help=argparse.SUPPRESS)
@@ -111,6 +114,8 @@ class ClientRunner:
         self.endpoint: UdpEndpoint | None = None
         self.probe: UdpEndpoint | None = None
         "Second socket for the NAT-type comparison (qualification.py explains why)."
+        self.discovery: UdpEndpoint | None = None
+        "RFC 4380 §5.2.8: the socket joined to 224.0.0.253:3544 (``--local-discovery``)."
         self.loop: asyncio.AbstractEventLoop | None = None
         self.on_packet: list[Callable[[bytes], None]] = []
         "Called with each IPv6 packet for the local stack (the ping tool)."
@@ -139,7 +144,42 @@ class ClientRunner:
                 self.endpoint.close()
                 raise
         self._learn_local(self.config.servers[0])
+        if self.core.local is not None:
+            self._open_discovery()
         self.core.start(self.loop.time())
+        self.flush()
+
+    def _open_discovery(self) -> None:
+        """Local discovery (RFC 4380 §5.2.8): join the group on the interface of
+        our local address; make the service socket able to send to it.
+
+        Discovery bubbles leave from the service socket (peers answer to its
+        port); only reception uses the group socket.  Any failure (port
+        taken, no multicast route, a socket that is not a kernel one) turns
+        discovery off with a warning: it is an optimisation, never a reason
+        not to run.
+        """
+        if not self.core.local_discovery or self.discovery is not None or self.endpoint is None:
+            return
+        interface = self.core.local[0] if self.core.local is not None else "0.0.0.0"
+        try:
+            sock = getattr(self.endpoint, "sock", None)
+            if not isinstance(sock, socket.socket):
+                raise OSError("the Teredo endpoint is not a kernel socket")
+            set_multicast_sender(sock, interface, DISCOVERY_TTL)
+            self.discovery = UdpEndpoint(open_multicast(TEREDO_DISCOVERY_IPV4, TEREDO_PORT, interface),
+                                         self._on_discovery_batch, self.loop)
+        except OSError as e:
+            log.warning("local discovery disabled: cannot join %s:%d on %s: %s",
+                        TEREDO_DISCOVERY_IPV4, TEREDO_PORT, interface, e)
+            self.core.disable_local_discovery()
+            return
+        log.info("local discovery: listening on %s:%d (interface %s)", TEREDO_DISCOVERY_IPV4, TEREDO_PORT, interface)
+
+    def _on_discovery_batch(self, endpoint: UdpEndpoint, batch: list[tuple[bytes, tuple[str, int]]]) -> None:
+        core, now = self.core, self.loop.time()
+        for data, addr in batch:
+            core.discovery_datagram_received(data, addr, now)
         self.flush()
 
     def _learn_local(self, server: str) -> None:
@@ -231,6 +271,7 @@ class ClientRunner:
             log.warning("cannot resolve %s: %s", name, e)
         if ips:
             self._learn_local(ips[0])
+            self._open_discovery()
         self.core.server_resolved(name, ips, self.loop.time())
         self.flush()
 
@@ -288,10 +329,10 @@ class ClientRunner:
             self._flush_handle = None
         for t in list(self._tasks):
             t.cancel()
-        for ep in (self.endpoint, self.probe):
+        for ep in (self.endpoint, self.probe, self.discovery):
             if ep is not None:
                 ep.close()
-        self.endpoint = self.probe = None
+        self.endpoint = self.probe = self.discovery = None
 
 
 async def ping(runner: ClientRunner, target: str, count: int, interval: float, qualify_timeout: float,

@@ -28,7 +28,7 @@ import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ClassVar
 
 from proxy.testing.waiting import wait_until
 
@@ -78,6 +78,8 @@ class Lab:
     keep_workdir: bool = False
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _up: bool = False
+    hosts: ClassVar[tuple[str, ...]] = HOSTS
+    "The namespaces :meth:`_build` makes and :meth:`down` removes (a subclass may build others)."
 
     # -- names and commands ------------------------------------------------
     def ns(self, host: str) -> str:
@@ -160,7 +162,7 @@ class Lab:
             raise
 
     def _build(self) -> None:
-        for h in HOSTS:
+        for h in self.hosts:
             self._run("ip", "netns", "add", self.ns(h))
             self.run(h, "ip", "link", "set", "lo", "up")
             self.run(h, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
@@ -207,7 +209,7 @@ class Lab:
                 self.stop(name, timeout=3.0)
             except Exception:  # pragma: no cover - best effort cleanup
                 pass
-        for h in HOSTS:
+        for h in self.hosts:
             ns = self.ns(h)
             # Kill anything still living in the namespace (daemons that forked).
             pids = self._run("ip", "netns", "pids", ns, check=False).stdout.split()

@@ -140,6 +140,11 @@ DISCOVERY_HOP_LIMIT = 1
 DISCOVERY_TTL = 1
 #: Local peers (§5.2.8) a client remembers; the oldest is forgotten first.
 MAX_LOCAL_PEERS = 256
+#: Unicast bubbles sent in answer to local peers' bubbles (§5.2.8), at most
+#: this many per second with this burst (ours: the RFC sets no limit; without
+#: one, anyone on the LAN could make us send a bubble for each they send).
+DISCOVERY_REPLY_RATE = 5.0
+DISCOVERY_REPLY_BURST = 20
 #: Where a discovery bubble may come from (RFC 4380 §5.2.8 "on the local
 #: subnet"; Miredo master commits 39f4b75/e5788ee: private or link-local).
 DISCOVERY_LOCAL_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16")

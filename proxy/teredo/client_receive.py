@@ -202,9 +202,13 @@ class ReceiveRules:
             slot = self._trust(slot, src, addr, now)
             peers.set_local(slot)
             if packet.is_bubble and not known:
-                # It may be waiting for us to prove the path: answer once.
-                self._bubble_to(src, addr)
-                self.stats["local_bubble_replies"] += 1
+                # It may be waiting for us to prove the path: answer once
+                # (within the discovery reply rate).
+                if self.discovery.may_reply(now):
+                    self._bubble_to(src, addr)
+                    self.stats["local_bubble_replies"] += 1
+                else:
+                    self.stats["discovery_replies_limited"] += 1
             self.stats["local_peer_packets"] += 1
             self._deliver(packet, slot, now)
             return

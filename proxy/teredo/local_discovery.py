@@ -60,6 +60,8 @@ from proxy.constants import (
     DISCOVERY_HOP_LIMIT,
     DISCOVERY_INTERVAL_MAX,
     DISCOVERY_INTERVAL_MIN,
+    DISCOVERY_REPLY_BURST,
+    DISCOVERY_REPLY_RATE,
     LOCAL_PEER_VALIDITY,
     MAX_LOCAL_PEERS,
     TEREDO_DISCOVERY_IPV4,
@@ -71,6 +73,7 @@ from proxy.teredo.ipv4 import is_local_scope
 from proxy.teredo.packet import TeredoPacket, bubble
 from proxy.teredo.peers import PeerTable, Probe
 from proxy.teredo.qualification import Qualifier
+from proxy.teredo.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     import random
@@ -108,6 +111,8 @@ class LocalPeers:
         self.next_bubble: float | None = None
         "When the next discovery bubble is due (None: not qualified, or disabled)."
         self.peers: OrderedDict[bytes, tuple[Endpoint, float]] = OrderedDict()
+        self.replies = TokenBucket(DISCOVERY_REPLY_RATE, DISCOVERY_REPLY_BURST)
+        "Unicast bubbles answering local peers' bubbles: bounded, whoever is on the LAN."
 
     def disable(self) -> None:
         self.enabled = False
@@ -140,6 +145,10 @@ class LocalPeers:
         elif len(self.peers) >= self.capacity:
             self.peers.popitem(last=False)
         self.peers[peer] = (endpoint, now)
+
+    def may_reply(self, now: float) -> bool:
+        """May we answer a local peer's bubble now?  (``DISCOVERY_REPLY_RATE``)"""
+        return self.replies.allow(now)
 
     def endpoint_of(self, peer: bytes, now: float) -> Endpoint | None:
         """The local endpoint of ``peer`` while it is a valid local peer, else None."""
@@ -221,9 +230,13 @@ class DiscoveryRules:
             raise ParseError(DropReason.DISCOVERY_OTHER_NAT, mapped_endpoint(src)[0])
         self.stats["discovery_bubbles_in"] += 1
         self._local_peer_heard(src, addr, now)
-        # §5.2.8: answer with a unicast bubble to where the peer spoke from.
-        self._bubble_to(src, addr)
-        self.stats["discovery_replies"] += 1
+        # §5.2.8: answer with a unicast bubble to where the peer spoke from
+        # (within a rate: the peer is learnt either way).
+        if self.discovery.may_reply(now):
+            self._bubble_to(src, addr)
+            self.stats["discovery_replies"] += 1
+        else:
+            self.stats["discovery_replies_limited"] += 1
 
     def _local_peer_heard(self, src: bytes, addr: Endpoint, now: float) -> None:
         """Create or refresh the local entry (§5.2.8: untrusted, mapping = ``addr``)."""

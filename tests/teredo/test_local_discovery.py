@@ -14,6 +14,8 @@ from proxy.constants import (
     DISCOVERY_HOP_LIMIT,
     DISCOVERY_INTERVAL_MAX,
     DISCOVERY_INTERVAL_MIN,
+    DISCOVERY_REPLY_BURST,
+    DISCOVERY_REPLY_RATE,
     LINK_LOCAL_RESTRICTED,
     LOCAL_PEER_VALIDITY,
 )
@@ -259,6 +261,21 @@ def test_local_peer_list_is_bounded():
         d.heard(bytes([i]) * 16, ("10.0.0.3", 1000 + i), float(i))
     assert len(d.peers) == 4 and d.endpoint_of(bytes([9]) * 16, 9.0) == ("10.0.0.3", 1009)
     assert d.endpoint_of(bytes([0]) * 16, 9.0) is None
+
+
+def test_replies_to_a_flood_of_discovery_bubbles_are_rate_limited():
+    """Anyone on the LAN can send discovery bubbles from made-up same-NAT
+    addresses: each is learnt, but the unicast answers stay within the rate."""
+    c = on()
+    flood = [TeredoAddress(SRV1, 0x0100, 20000 + i, MAPPED[0]).emit() for i in range(100)]
+    for i, src in enumerate(flood):
+        c.discovery_datagram_received(discovery_bubble(src), ("10.0.0.9", 20000 + i), 1.0)
+    assert not c.drops and len(c.discovery.peers) == 100
+    assert len(sent(c)) == DISCOVERY_REPLY_BURST
+    assert c.stats["discovery_replies_limited"] == 100 - DISCOVERY_REPLY_BURST
+    # The bucket refills at the configured rate.
+    c.discovery_datagram_received(discovery_bubble(flood[0]), ("10.0.0.9", 20000), 1.0 + 2 / DISCOVERY_REPLY_RATE)
+    assert len(sent(c)) == 1
 
 
 # -- robustness ----------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ sockets and namespaces; this one isolates what our process does per
 received segment, without sockets, syscalls or a network: the real
 :class:`~proxy.apps.client.ClientRunner` (Teredo core, flushes, timer),
 :class:`~proxy.ipstack.stack_asyncio.Stack` (Interface, TCP, events) and an
-``asyncio.StreamReader`` read by a task, as the SOCKS5 relay reads it, on
+``asyncio.StreamReader`` read by a task ``--read`` bytes at a time, as the
+SOCKS5 relay reads it (but writing nowhere), on
 a running asyncio loop.  Only the UDP endpoint is fake: it answers the
 client's Router Solicitation (cone NAT), the peer's SYN-ACK is made by a
 second :class:`~proxy.ipstack.tcp.TcpConnection`, and then ``--mb``
@@ -47,7 +48,7 @@ from proxy.ipstack.tcp import TcpConfig, TcpConnection  # noqa: E402
 from proxy.ipstack.wire.ipv6 import NextHeader  # noqa: E402
 from proxy.ipstack.wire.tcp import ACK, PSH, TcpSegment  # noqa: E402
 from proxy.teredo.address import TeredoAddress, server_link_local  # noqa: E402
-from proxy.constants import LINK_LOCAL_CONE  # noqa: E402
+from proxy.constants import LINK_LOCAL_CONE, SOCKS_RELAY_CHUNK  # noqa: E402
 from proxy.teredo.messages import router_advertisement  # noqa: E402
 from proxy.teredo.packet import TeredoPacket, bubble, ipv6_packet  # noqa: E402
 
@@ -89,7 +90,7 @@ async def wait(cond, what: str, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.001)
 
 
-async def run(nbytes: int, batch: int, profile: str | None) -> dict:
+async def run(nbytes: int, batch: int, read: int, profile: str | None) -> dict:
     cfg = ClientConfig(servers=(SRV1,), separate_probe=False).validate()
     endpoints: list[FakeEndpoint] = []
 
@@ -156,7 +157,7 @@ async def run(nbytes: int, batch: int, profile: str | None) -> dict:
     async def read_all() -> None:
         nonlocal got
         while got < nbytes:
-            data = await reader.read(65536)
+            data = await reader.read(read)
             if not data:
                 raise RuntimeError("EOF before the end")
             got += len(data)
@@ -187,7 +188,7 @@ async def run(nbytes: int, batch: int, profile: str | None) -> dict:
         "bench": "client_receive", "mb": nbytes / 1e6, "batch": batch, "segments": len(datagrams),
         "seconds": round(t1 - t0, 3), "cpu_seconds": round(cpu, 3),
         "us_per_segment": round(cpu / len(datagrams) * 1e6, 2), "mb_per_s": round(nbytes / cpu / 1e6, 1),
-        "acks": ep.sent - acks0, "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+        "read": read, "acks": ep.sent - acks0, "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
     }
 
 
@@ -195,12 +196,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mb", type=float, default=32.0, help="megabytes per run (default 32)")
     p.add_argument("--batch", type=int, default=64, help="datagrams per wake-up (default 64)")
+    p.add_argument("--read", type=int, default=SOCKS_RELAY_CHUNK,
+                   help="bytes per reader.read(), as the SOCKS5 relay reads (default SOCKS_RELAY_CHUNK)")
     p.add_argument("--repeat", type=int, default=3, help="runs (default 3); each is printed, then the median")
     p.add_argument("--profile", metavar="FILE", help="cProfile the timed part of the first run into FILE")
     args = p.parse_args()
     results = []
     for i in range(max(args.repeat, 1)):
-        r = asyncio.run(run(int(args.mb * 1e6), args.batch, args.profile if i == 0 else None))
+        r = asyncio.run(run(int(args.mb * 1e6), args.batch, args.read, args.profile if i == 0 else None))
         results.append(r)
         print(json.dumps(r), flush=True)
     us = sorted(r["us_per_segment"] for r in results)[len(results) // 2]

@@ -105,6 +105,16 @@ PROBE_RECHECK = 0.1
 CLIENT_MAX_QUEUED_PEERS = 1024
 #: Packets delivered to the local stack but not yet pulled are bounded too.
 CLIENT_STACK_QUEUE = 4096
+#: Receive (and send) buffer asked for the client's Teredo UDP socket.  It
+#: must hold a whole TCP receive window (TCP_RECV_BUFFER, 1 MiB: ~860
+#: datagrams of ~1.3 kB, each charged at its kernel truesize of 2-4 kB): a
+#: bulk sender bursts up to the window, and with Linux's default
+#: (net.core.rmem_default, 212992) about 13 % of a 16 MiB download was
+#: dropped by the socket (UdpRcvbufErrors), each drop a recovery for the
+#: sender and out-of-order work for us (benchmarks/client_socks.py: 64 ->
+#: 86 MB/s; docs/client.md, Performance).  The kernel caps the request at
+#: net.core.rmem_max and doubles it for bookkeeping.
+CLIENT_SOCKET_BUFFER = 4 << 20
 
 # ---------------------------------------------------------------------------
 # Peers (client and relay: RFC 4380 §5.2.4, §5.2.6, §5.4; Miredo peerlist.c)

@@ -23,7 +23,7 @@ from typing import Callable
 
 from proxy.config.client import ClientConfig
 from proxy.config.socks import add_socks_arguments
-from proxy.constants import DISCOVERY_TTL, TEREDO_DISCOVERY_IPV4, TEREDO_PORT
+from proxy.constants import CLIENT_SOCKET_BUFFER, DISCOVERY_TTL, TEREDO_DISCOVERY_IPV4, TEREDO_PORT
 from proxy.errors import ConfigError
 from proxy.ipstack.wire.icmpv6 import Echo, Icmpv6Type
 from proxy.ipstack.wire.ipv6 import NextHeader
@@ -95,7 +95,8 @@ UdpFactory = Callable[[str, int, Callable, asyncio.AbstractEventLoop], UdpEndpoi
 
 
 def _real_udp(host: str, port: int, on_batch: Callable, loop: asyncio.AbstractEventLoop) -> UdpEndpoint:
-    return UdpEndpoint(open_udp(host, port), on_batch, loop)
+    # A window's worth of datagrams must fit in the socket (CLIENT_SOCKET_BUFFER).
+    return UdpEndpoint(open_udp(host, port, bufsize=CLIENT_SOCKET_BUFFER), on_batch, loop)
 
 
 class ClientRunner:

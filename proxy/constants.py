@@ -112,8 +112,9 @@ CLIENT_STACK_QUEUE = 4096
 #: (net.core.rmem_default, 212992) about 13 % of a 16 MiB download was
 #: dropped by the socket (UdpRcvbufErrors), each drop a recovery for the
 #: sender and out-of-order work for us (benchmarks/client_socks.py: 64 ->
-#: 86 MB/s; docs/client.md, Performance).  The kernel caps the request at
-#: net.core.rmem_max and doubles it for bookkeeping.
+#: 86 MB/s; docs/client.md, Performance).  Without CAP_NET_ADMIN the kernel
+#: caps the request at net.core.rmem_max (proxy.netio.set_buffers); it
+#: doubles it for bookkeeping.
 CLIENT_SOCKET_BUFFER = 4 << 20
 
 # ---------------------------------------------------------------------------

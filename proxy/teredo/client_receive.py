@@ -46,6 +46,7 @@ the core's receive cost from 4.6 to 2.3 µs per packet (this machine).
 from __future__ import annotations
 
 import logging
+from socket import inet_ntoa
 from ipaddress import IPv6Address
 from collections import Counter, OrderedDict
 from typing import TYPE_CHECKING
@@ -55,6 +56,8 @@ from proxy.constants import MAX_PEERS_ALTERNATES, PING_NONCE_LEN
 from proxy.errors import DropReason, ParseError
 from proxy.ipstack.wire.icmpv6 import Echo, Icmpv6Type, icmpv6_checksum_ok
 from proxy.ipstack.wire.ipv6 import NextHeader
+from proxy.teredo.peer_record import B_BUBBLES, B_FLAGS, B_PINGS, I32_RX, REC_SIZE, TRUSTED, U16_PORT, U32_IPV4
+from proxy.teredo.peer_rules import ticks
 from proxy.teredo.peers import PeerTable
 from proxy.teredo.address import is_teredo, mapped_endpoint
 from proxy.teredo.packet import TeredoPacket, bubble
@@ -87,6 +90,9 @@ class ReceiveRules:
     _bubble_nonces: OrderedDict[bytes, bytes]
     _alternates: OrderedDict[Endpoint, tuple[Endpoint, ...]]
     _pending: dict[bytes, float]
+    #: The last mapped IPv4 the fast path converted to text, and that text.
+    _fast_ipv4: int = -1
+    _fast_ipv4_text: str = ""
 
     # provided by TeredoClient / SendRules
     def _send(self, payload: bytes, to: Endpoint) -> None: ...
@@ -123,9 +129,26 @@ class ReceiveRules:
         src = bytes(data[8:24])
         peers = self.peers
         slot = peers.lookup(src)
-        if slot < 0 or not peers.is_trusted(slot) or peers.endpoint(slot) != addr or src == me:
+        if slot < 0:
             return False
-        peers.answered(slot, now)
+        # peers.is_trusted / endpoint / answered, inlined on the record
+        # (peer_record.py's layout).  The mapped IPv4 is compared as text,
+        # the form of ``addr``, through a one-entry cache of its conversion
+        # (bulk data comes from one peer): inet_ntoa per packet and the
+        # method calls were 0.35 of this function's ~1.2 µs.
+        rec = peers.rec
+        o = slot * REC_SIZE
+        if not rec[o + B_FLAGS] & TRUSTED or peers.rec_u16[slot * 14 + U16_PORT] != addr[1] or src == me:
+            return False
+        ipv4 = peers.rec_u32[slot * 7 + U32_IPV4]
+        if ipv4 != self._fast_ipv4:
+            self._fast_ipv4_text = inet_ntoa(ipv4.to_bytes(4, "big"))
+            self._fast_ipv4 = ipv4
+        if self._fast_ipv4_text != addr[0] or len(addr) != 2:
+            return False
+        rec[o + B_BUBBLES] = 0
+        rec[o + B_PINGS] = 0
+        peers.rec_i32[slot * 7 + I32_RX] = ticks(now)
         self._to_stack(bytes(data))
         return True
 

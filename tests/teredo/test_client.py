@@ -349,6 +349,23 @@ def test_fast_path_delivers_trusted_tcp_as_is():
     assert not c._receive_fast(OriginIndication(*RELAY).emit() + segment, P1, 2.0)
 
 
+def test_fast_path_follows_a_mapping_that_moves():
+    """The fast path's cached text of the last mapped IPv4 never outlives the mapping."""
+    c = with_relay_and_peer(make())
+    me = c.address
+    segment = ipv6_packet(HOST6, me, NextHeader.TCP, b"y" * 40)
+    assert c._receive_fast(segment, RELAY, 2.0)
+    slot = c.peers.peek(HOST6)
+    moved = ("192.0.2.99", RELAY[1])  # same port, another address
+    c.peers.set_mapping(slot, *moved)
+    assert not c._receive_fast(segment, RELAY, 2.1)
+    assert c._receive_fast(segment, moved, 2.2)
+    assert not c._receive_fast(segment, (moved[0], RELAY[1] + 1), 2.3)
+    assert not c._receive_fast(segment, (*moved, 0, 0), 2.4)  # not a 2-tuple: the full rules decide
+    c.peers.set_mapping(slot, *RELAY)
+    assert c._receive_fast(segment, RELAY, 2.5) and not c._receive_fast(segment, moved, 2.6)
+
+
 @settings(max_examples=300)
 @given(data=st.data())
 def test_fast_path_decides_as_the_full_rules(data):

@@ -192,6 +192,22 @@ class TcpTable:
 
     # -- network side --------------------------------------------------------
 
+    def fast_packet(self, packet: bytes, src: bytes, dst: bytes, now: float) -> bool:
+        """Bulk in-order data on an existing connection, from the raw packet.
+
+        ``packet`` is a bare IPv6 + TCP packet (no extension headers,
+        checksum verified) from ``src`` to ``dst``.  The connection's
+        :meth:`~proxy.ipstack.tcp.TcpConnection.fast_packet` decides; True
+        if it handled the segment completely, False (nothing changed) and
+        the caller parses it for :meth:`segment_received`.
+        """
+        conn = self._conns.get((dst, packet[42] << 8 | packet[43], src, packet[40] << 8 | packet[41]))
+        if conn is None or not conn.fast_packet(packet, now):
+            return False
+        self._dirty[id(conn)] = conn
+        self._evented[id(conn)] = conn
+        return True
+
     def segment_received(self, src: bytes, dst: bytes, seg: TcpSegment, now: float) -> None:
         """Route one checked segment (RFC 9293 §3.10.7)."""
         conn = self._conns.get((dst, seg.dst_port, src, seg.src_port))

@@ -155,6 +155,9 @@ class Interface:
         base = tcp_config if tcp_config is not None else TcpConfig(mss=mtu - 60)
         self.tcp_config = TcpTable.config_for_mtu(base, mtu)
         self._tcp = TcpTable(self.tcp_config, rng, self.drops)
+        #: Header prediction on raw packets (``TcpTable.fast_packet``), before
+        #: a ``TcpSegment`` is built; off only to test it against the general path.
+        self.tcp_fast_packets = True
         self._udp = UdpTable()
         self._readable: dict[UdpSocket, None] = {}
         self._events: deque[InterfaceEvent] = deque()
@@ -250,6 +253,8 @@ class Interface:
                 if not bare_payload_checksum_ok(packet, _TCP):
                     self._drop(ParseError(DropReason.BAD_CHECKSUM, "TCP checksum"))
                     return
+                if self.tcp_fast_packets and self._tcp.fast_packet(packet, src, dst, now):
+                    return  # header prediction on the raw bytes (tcp_fastpath.py)
                 try:
                     seg = TcpSegment.parse(
                         memoryview(packet)[40:], src, dst, verify_checksum=False)

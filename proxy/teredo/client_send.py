@@ -164,8 +164,7 @@ class SendRules:
             self.peers.set_local(slot, False)
             self.peers.set_trusted(slot, False)
             self.peers.set_mapping(slot, *mapped_endpoint(dst))
-        decision = self.peers.bubble_decision(slot, now)
-        if decision is Probe.SEND:
+        if self._paced(self.peers.bubble_decision(slot, now), slot, dst, now, DropReason.BUBBLE_LIMIT):
             trailer = self._our_trailer()
             # Direct bubble: opens our NAT for the peer's answer.  A cone or
             # open client needs none (§5.2.4 case 5).
@@ -179,21 +178,12 @@ class SendRules:
             self._send(bubble(self._bubble_nonce(dst), dst) + trailer, (server_ipv4(dst), self.config.server_port))
             self.stats["bubbles"] += 1
             self._pending[dst] = now + PING_INTERVAL
-        elif decision is Probe.WAIT:
-            self._wait(dst, now)
-        else:
-            self._give_up(slot, dst, now, DropReason.BUBBLE_LIMIT)
 
     # -- case 2: the direct IPv6 connectivity test (§5.2.9) -------------------------
     def _probe_native(self, slot: int, dst: bytes, now: float) -> None:
-        decision = self.peers.ping_decision(slot, now)
-        if decision is Probe.SEND:
+        if self._paced(self.peers.ping_decision(slot, now), slot, dst, now, DropReason.PING_LIMIT):
             self._send_ping(dst)
             self._pending[dst] = now + PING_INTERVAL
-        elif decision is Probe.WAIT:
-            self._wait(dst, now)
-        else:
-            self._give_up(slot, dst, now, DropReason.PING_LIMIT)
 
     def _send_ping(self, dst: bytes) -> None:
         nonce = self.rng.getrandbits(8 * PING_NONCE_LEN).to_bytes(PING_NONCE_LEN, "big")
@@ -204,6 +194,18 @@ class SendRules:
         echo = Echo(True, self._ident, self.rng.getrandbits(16), nonce).emit(src, dst)
         self._send(ipv6_packet(src, dst, NextHeader.ICMPV6, echo, PING_HOP_LIMIT), self.qual.primary)
         self.stats["pings"] += 1
+
+    def _paced(self, decision: Probe, slot: int, dst: bytes, now: float, limit: DropReason) -> bool:
+        """Act on a §5.2.6 pacing decision: True when the probe may go now
+        (the caller sends it); otherwise re-check later, or give up on the
+        peer with ``limit`` once its probes are spent."""
+        if decision is Probe.SEND:
+            return True
+        if decision is Probe.WAIT:
+            self._wait(dst, now)
+        else:
+            self._give_up(slot, dst, now, limit)
+        return False
 
     def _wait(self, dst: bytes, now: float) -> None:
         due = self._pending.get(dst)

@@ -187,8 +187,7 @@ class DiscoveryRules:
     def _prefix(self) -> bytes: ...
     def _same_nat(self, mapped: Endpoint) -> bool: ...
     def _bubble_to(self, dst: bytes, to: Endpoint, trailer: bytes = b"") -> None: ...
-    def _wait(self, dst: bytes, now: float) -> None: ...
-    def _give_up(self, slot: int, dst: bytes, now: float, reason: DropReason) -> None: ...
+    def _paced(self, decision: Probe, slot: int, dst: bytes, now: float, limit: DropReason) -> bool: ...
 
     # -- the driver's side -------------------------------------------------------------
     def discovery_datagram_received(self, data: bytes | memoryview, addr: Endpoint, now: float) -> None:
@@ -298,15 +297,10 @@ class DiscoveryRules:
             peers.set_mapping(slot, *local)
             peers.set_trusted(slot, False)
         peers.set_local(slot)
-        decision = peers.bubble_decision(slot, now)
-        if decision is Probe.SEND:
+        if self._paced(peers.bubble_decision(slot, now), slot, dst, now, DropReason.BUBBLE_LIMIT):
             self._bubble_to(dst, local)
             self.stats["local_bubbles"] += 1
             self._pending[dst] = now + BUBBLE_INTERVAL
-        elif decision is Probe.WAIT:
-            self._wait(dst, now)
-        else:
-            self._give_up(slot, dst, now, DropReason.BUBBLE_LIMIT)
 
     # -- timer ----------------------------------------------------------------------------
     def _discovery_timer(self, now: float) -> None:
